@@ -1,0 +1,38 @@
+"""Typed errors of the node layer (config, keys, ingest input); each names what to fix."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "HomeError", "IngestError", "NodeError"]
+
+
+class NodeError(Exception):
+    """Root of the node layer's errors. `code` is stable; the message says what to do."""
+
+    code = "node-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(NodeError):
+    """node.toml (or a command-line setting) is missing, malformed or out of range."""
+
+    code = "config-error"
+
+
+class HomeError(NodeError):
+    """The node's home folder is missing, already initialised, or its keys are unsafe."""
+
+    code = "home-error"
+
+
+class IngestError(NodeError):
+    """Input to `siku ingest` that cannot be accepted. `source` names the file or CSV row."""
+
+    code = "bad-input"
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.detail = message

@@ -1,0 +1,52 @@
+"""Typed errors of the protocol layer: every failure to decode or verify has a stable code."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DecodeError",
+    "IdentifierError",
+    "ProtocolError",
+    "SignatureError",
+    "UnsupportedVersionError",
+    "ValidationError",
+]
+
+
+class ProtocolError(Exception):
+    """Root of every error raised by `protocol/`. `code` is stable and safe to show to peers."""
+
+    code = "protocol-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DecodeError(ProtocolError):
+    """Bytes that are not a well-formed, canonical encoding of the expected message."""
+
+    code = "decode-error"
+
+
+class UnsupportedVersionError(DecodeError):
+    """A well-formed envelope of a version or kind this node does not speak."""
+
+    code = "unsupported-version"
+
+
+class ValidationError(ProtocolError):
+    """A value that breaks an invariant of its record (bad URI, unknown access status, ...)."""
+
+    code = "invalid-value"
+
+
+class SignatureError(ProtocolError):
+    """A signature that does not verify, or a signer that is not the record's origin."""
+
+    code = "bad-signature"
+
+
+class IdentifierError(ProtocolError):
+    """A persistent identifier that is malformed or whose check character does not match."""
+
+    code = "bad-identifier"
