@@ -1,0 +1,560 @@
+"""The `siku` command: init, ingest, run, search, get, status, demo. Errors say what to do."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, render_config
+from node.errors import NodeError
+from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary
+from node.ingest.sources import discover
+from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
+from node.progress import Progress
+from protocol import ark
+from protocol.errors import ProtocolError
+from protocol.identity import node_id
+from protocol.records import ACCESS_VALUES, Rights
+from storage.errors import StorageError
+from storage.store import Store
+
+__all__ = ["main"]
+
+log = logging.getLogger("siku")
+
+# Exit codes (sysexits.h), so scripts can tell a bad input from a broken node.
+EX_OK = 0
+EX_FAIL = 1
+EX_USAGE = 2
+EX_DATAERR = 65  # some input was rejected
+EX_UNAVAILABLE = 69  # the daemon is not reachable
+EX_CONFIG = 78  # node.toml, keys or home folder need fixing
+
+DEFAULT_HOME = os.environ.get("SIKU_HOME", "/var/lib/siku")
+STATUS_TIMEOUT_SECONDS = 5.0
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+# --- init ---------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home = Path(args.home)
+    text = render_config(
+        name=args.name,
+        code=args.code,
+        tier=args.tier,
+        parent=args.parent or "",
+        listen=args.listen,
+        admin_listen=args.admin_listen,
+        network_name=args.network_name,
+        ark_naan=args.ark_naan,
+        quota_gib=args.quota_gib,
+    )
+    # Validate everything before touching the disk.
+    config = parse_config(tomllib.loads(text), home.resolve())
+    if (home / CONFIG_FILE).exists() and not args.force:
+        raise NodeError(
+            f"{home} is already a siku home (it has {CONFIG_FILE}); use --force to replace it"
+            " (the old store is kept aside, not deleted)"
+        )
+    home.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if args.force and config.store.root.exists():
+        aside = config.store.root.with_name(f"store.replaced-{int(time.time())}")
+        config.store.root.rename(aside)
+        _out(f"kept the previous store at {aside}")
+    identity = create_identity(config.key_file, force=args.force)
+    create_admin_token(config.token_file, force=args.force)
+    tmp = home / (CONFIG_FILE + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(home / CONFIG_FILE)
+
+    async def make_store() -> None:
+        store = await Store.open(config.store)
+        await store.close()
+
+    asyncio.run(make_store())
+    _out(f"initialised {config.tier} node {config.name!r} in {home}")
+    _out(f"  node id     {identity.node_id}")
+    _out(f"  config      {home / CONFIG_FILE}")
+    _out(f"  key         {config.key_file} (mode 0600)")
+    _out(f"  admin token {config.token_file} (mode 0600)")
+    _out(f"start it with: siku run --home {home}")
+    return EX_OK
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+def _options(args: argparse.Namespace) -> IngestOptions:
+    embargo = None
+    if args.embargo_until:
+        try:
+            embargo = dt.date.fromisoformat(args.embargo_until)
+        except ValueError as e:
+            raise NodeError(f"--embargo-until {args.embargo_until!r} is not YYYY-MM-DD") from e
+    if args.access == "embargoed" and embargo is None:
+        raise NodeError("--access embargoed needs --embargo-until YYYY-MM-DD")
+    try:  # the same checks a record makes, before any work is done
+        Rights(
+            access=args.access or "open",
+            embargo_until=embargo if args.access == "embargoed" else None,
+            statement=args.rights or "",
+            license=args.license or "",
+        )
+    except ProtocolError as e:
+        raise NodeError(e.message) from e
+    return IngestOptions(args.collection, args.access, embargo, args.rights, args.license)
+
+
+def _print_result(result: IngestResult, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.__dict__, ensure_ascii=False) + "\n")
+    elif result.status == "failed":
+        sys.stderr.write(f"error: {result.label}: {result.message}\n")
+    else:
+        note = " (already ingested)" if result.status == "unchanged" else ""
+        _out(f"{result.status:<9} {result.pid}  {result.label}{note}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.home))
+    identity = load_identity(config.key_file)
+    options = _options(args)
+    paths = [Path(p) for p in args.paths]
+    for p in paths:
+        if not p.exists():
+            raise NodeError(f"{p}: no such file or folder")
+    progress = Progress("ingest", enabled=None if not args.quiet else False)
+    summary = IngestSummary()
+
+    async def go() -> None:
+        store = await Store.open(config.store)
+        try:
+            ingester = Ingester(
+                store,
+                identity,
+                config.ark_naan,
+                config.code,
+                options,
+                on_bytes=progress.add_bytes,
+            )
+            sources = (item for p in paths for item in discover(p))
+            async for result in ingester.run(sources):
+                summary.add(result)
+                progress.add_item()
+                if not args.quiet or result.status == "failed":
+                    progress.clear()
+                    _print_result(result, args.json)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+    progress.finish()
+    c = summary.counts
+    line = f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged, {c['failed']} failed"
+    if c["unchanged"] and not (c["added"] or c["updated"] or c["failed"]):
+        line += " — nothing changed: this input was already ingested"
+    (sys.stderr if args.json else sys.stdout).write(line + "\n")
+    return EX_OK if summary.ok else EX_DATAERR
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from node.daemon import run_daemon  # uvloop and the HTTP stack load only for the daemon
+
+    config = load_config(Path(args.home))
+    logging.getLogger().setLevel(config.log_level.upper())
+    run_daemon(config)
+    return EX_OK
+
+
+# --- search, get --------------------------------------------------------------------------------
+
+
+def _with_store(config: Config, fn: Callable[[Store], Any]) -> Any:
+    async def go() -> Any:
+        store = await Store.open(config.store)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.home))
+
+    async def go(store: Store) -> Any:
+        try:
+            return await store.catalogue.search(args.query, limit=args.limit, offset=args.offset)
+        except ValueError as e:
+            raise NodeError(str(e)) from e
+
+    page = _with_store(config, go)
+    if args.json:
+        _json(
+            {
+                "query": page.query,
+                "total": page.total,
+                "offset": page.offset,
+                "results": [{"pid": h.pid, "score": h.score, **h.summary} for h in page.hits],
+            }
+        )
+        return EX_OK
+    if not page.hits:
+        _out(f"no results for {args.query!r}")
+        return EX_OK
+    _out(f"{page.total} results for {args.query!r}")
+    for hit in page.hits:
+        titles = " / ".join(t["value"] for t in hit.summary.get("title", []))  # type: ignore[attr-defined]
+        creators = "; ".join(c["value"] for c in hit.summary.get("creator", []))  # type: ignore[attr-defined]
+        _out(f"{hit.pid}  {titles}" + (f"  — {creators}" if creators else ""))
+    return EX_OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.home))
+    try:
+        pid = str(ark.parse(args.pid))
+    except ProtocolError as e:
+        raise NodeError(e.message) from e
+
+    async def go(store: Store) -> int:
+        got = await store.catalogue.get(pid)
+        if got is None:
+            raise NodeError(f"{pid}: this node holds no such record")
+        signed, record = got
+        if args.file is None:
+            view = {
+                "pid": record.pid,
+                "origin": node_id(record.origin),
+                "version": str(record.version),
+                "deleted": record.deleted,
+                "dc": {
+                    k: [{"value": v.value, "lang": v.lang} for v in vs]
+                    for k, vs in record.dc.items()
+                },
+                "collection": record.collection,
+                "rights": {
+                    "access": record.rights.access,
+                    "embargo_until": record.rights.embargo_until,
+                    "statement": record.rights.statement,
+                    "license": record.rights.license,
+                },
+                "files": [
+                    {
+                        "path": f.path,
+                        "size": f.size,
+                        "media_type": f.media_type,
+                        "sha256": f.sha256.hex(),
+                    }
+                    for f in record.files
+                ],
+            }
+            if args.json:
+                _json(view)
+            else:
+                _print_record(view)
+            return EX_OK
+        entry = record.file(args.file)
+        if entry is None:
+            raise NodeError(
+                f"{pid} has no file {args.file!r}; files: {', '.join(f.path for f in record.files) or 'none'}"
+            )
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+        try:
+            async for piece in store.iter_range(entry, 0, entry.size):
+                out.write(piece)
+        finally:
+            if args.output:
+                out.close()
+        return EX_OK
+
+    return int(_with_store(config, go))
+
+
+def _print_record(view: dict[str, Any]) -> None:
+    _out(f"{view['pid']}  (version {view['version']}{', DELETED' if view['deleted'] else ''})")
+    for element, values in view["dc"].items():
+        for v in values:
+            lang = f" [{v['lang']}]" if v["lang"] else ""
+            _out(f"  {element:<12}{v['value']}{lang}")
+    if view["collection"]:
+        _out(f"  {'collection':<12}{view['collection']}")
+    r = view["rights"]
+    access = r["access"] + (f" until {r['embargo_until']}" if r["embargo_until"] else "")
+    _out(f"  {'access':<12}{access}")
+    for key in ("statement", "license"):
+        if r[key]:
+            _out(f"  {key:<12}{r[key]}")
+    for f in view["files"]:
+        _out(
+            f"  file        {f['path']}  {_size(f['size'])}  {f['media_type']}  sha256:{f['sha256'][:16]}…"
+        )
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+async def _daemon_status(config: Config) -> dict[str, Any] | None:
+    token = load_admin_token(config.token_file)
+    url = config.admin_listen.url() + "/admin/api/v1/status"
+    timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_SECONDS)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+                if resp.status != 200:
+                    raise NodeError(f"the daemon answered {resp.status} at {url}")
+                data: dict[str, Any] = await resp.json()
+                return data
+    except (aiohttp.ClientConnectionError, TimeoutError):
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.home))
+    status = asyncio.run(_daemon_status(config))
+    running = status is not None
+    if status is None:  # not running: read the store directly
+        identity = load_identity(config.key_file)
+
+        async def local(store: Store) -> dict[str, Any]:
+            c = await store.catalogue.counts()
+            return {
+                "node": {
+                    "id": identity.node_id,
+                    "name": config.name,
+                    "code": config.code,
+                    "tier": config.tier,
+                    "parent": config.parent,
+                },
+                "counts": {
+                    "records": c.records,
+                    "deleted": c.deleted,
+                    "files": c.files,
+                    "content_bytes": c.content_bytes,
+                    "chunks": c.chunks,
+                },
+                "storage": {"used_bytes": c.chunk_bytes, "quota_bytes": config.quota_bytes},
+            }
+
+        status = _with_store(config, local)
+    assert status is not None
+    status["daemon"] = {"running": running, "admin_url": config.admin_listen.url()}
+    if args.json:
+        _json(status)
+        return EX_OK
+    n, c, s = status["node"], status["counts"], status["storage"]
+    _out(f"{n['name']}  ({n['tier']}, code {n['code']})")
+    _out(f"  node id   {n['id']}")
+    if n.get("parent"):
+        _out(f"  parent    {n['parent']}")
+    if running:
+        _out(
+            f"  daemon    running for {int(status.get('uptime_seconds', 0))} s, public {config.listen.url()}"
+        )
+    else:
+        _out(f"  daemon    not running (start it with: siku run --home {args.home})")
+    _out(
+        f"  records   {c['records']} ({c['deleted']} deleted), {c['files']} files, {_size(c['content_bytes'])}"
+    )
+    pct = 100 * s["used_bytes"] / s["quota_bytes"] if s["quota_bytes"] else 0
+    _out(f"  storage   {_size(s['used_bytes'])} of {_size(s['quota_bytes'])} quota ({pct:.2f} %)")
+    return EX_OK
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    home, sample = Path(args.home), Path(args.sample)
+    if not (home / CONFIG_FILE).exists():
+        cmd_init(
+            argparse.Namespace(
+                home=str(home),
+                name="Dunhuang County Library (demo) 敦煌县图书馆",
+                code="620982",
+                tier="county",
+                parent="",
+                listen=args.listen,
+                admin_listen=args.admin_listen,
+                network_name="siku-demo",
+                ark_naan="99999",
+                quota_gib=64,
+                force=False,
+            )
+        )
+    inputs = [sample / "collection.csv"]
+    inputs += sorted(p for p in (sample / "bags").iterdir() if p.is_dir())
+    inputs += sorted(p for p in (sample / "folders").iterdir() if p.is_dir())
+    _out(f"ingesting the sample collection from {sample}")
+    rc = cmd_ingest(
+        argparse.Namespace(
+            home=str(home),
+            paths=[str(p) for p in inputs],
+            collection=None,
+            access=None,
+            embargo_until=None,
+            rights=None,
+            license=None,
+            json=False,
+            quiet=False,
+        )
+    )
+    if rc != EX_OK:
+        return rc
+    config = load_config(home)
+    public = config.listen.url()
+    _out("")
+    _out("siku demo node is starting. Try:")
+    _out(f"  search     {public}/search?q=县志")
+    _out(f"  API        {public}/api/v1/search?q=dunhuang")
+    _out(
+        f"  status     curl -H \"Authorization: Bearer $(cat {config.token_file})\""
+        f" {config.admin_listen.url()}/admin/api/v1/status"
+    )
+    _out(f"  CLI        .venv/bin/siku status --home {home}   (in another terminal)")
+    _out("Press Ctrl-C to stop.")
+    sys.stdout.flush()
+    return cmd_run(argparse.Namespace(home=str(home)))
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siku", description="siku digital-library node")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def home(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--home",
+            default=DEFAULT_HOME,
+            help=f"node home folder (default {DEFAULT_HOME}, or $SIKU_HOME)",
+        )
+
+    p = sub.add_parser("init", help="create a node's home: node.toml, keys, empty store")
+    home(p)
+    p.add_argument("--name", required=True, help="library name")
+    p.add_argument("--code", required=True, help="library code used in identifiers")
+    p.add_argument("--tier", required=True, choices=TIERS)
+    p.add_argument("--parent", help="parent library's URL")
+    p.add_argument("--listen", default="127.0.0.1:8470", help="public listener HOST:PORT")
+    p.add_argument(
+        "--admin-listen", default="127.0.0.1:8471", help="admin listener HOST:PORT (loopback)"
+    )
+    p.add_argument("--network-name", default="siku", help="network name")
+    p.add_argument("--ark-naan", default="99999", help="network's ARK prefix (NAAN)")
+    p.add_argument("--quota-gib", type=int, default=4096, help="storage quota in GiB")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing home (old store kept aside)"
+    )
+    p.set_defaults(fn=cmd_init)
+
+    p = sub.add_parser("ingest", help="add files, folders, BagIt bags or a CSV of resources")
+    home(p)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--collection", help="collection for resources that name none")
+    p.add_argument(
+        "--access",
+        choices=ACCESS_VALUES,
+        help="access status where the input gives none (default open)",
+    )
+    p.add_argument(
+        "--embargo-until", metavar="YYYY-MM-DD", help="end of the embargo, with --access embargoed"
+    )
+    p.add_argument("--rights", metavar="URI", help="RightsStatements.org URI")
+    p.add_argument("--license", metavar="URI", help="licence URI")
+    p.add_argument("--json", action="store_true", help="one JSON object per resource on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors and the summary")
+    p.set_defaults(fn=cmd_ingest)
+
+    p = sub.add_parser("run", help="run the daemon (until SIGTERM or Ctrl-C)")
+    home(p)
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("search", help="search the catalogue held by this node")
+    home(p)
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_search)
+
+    p = sub.add_parser("get", help="show a record, or write one of its files")
+    home(p)
+    p.add_argument("pid")
+    p.add_argument("--file", help="path of a file of the resource to write out (verified)")
+    p.add_argument("--output", "-o", help="where to write the file (default: standard output)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_get)
+
+    p = sub.add_parser("status", help="identity, counts and storage; from the daemon if it runs")
+    home(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("demo", help="set up a demo node with the sample collection and run it")
+    home(p)
+    p.add_argument("--sample", required=True, help="the sample collection folder")
+    p.add_argument("--listen", default="127.0.0.1:8470")
+    p.add_argument("--admin-listen", default="127.0.0.1:8471")
+    p.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        rc: int = args.fn(args)
+    except NodeError as e:
+        sys.stderr.write(f"siku: {e.message}\n")
+        return EX_CONFIG if e.code in ("config-error", "home-error") else EX_FAIL
+    except (StorageError, ProtocolError) as e:
+        sys.stderr.write(f"siku: {e.message}\n")
+        return EX_FAIL
+    except KeyboardInterrupt:
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

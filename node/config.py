@@ -1,0 +1,267 @@
+"""node.toml → frozen settings, parsed once at the edge; every error names the key to fix."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from node.errors import ConfigError
+from protocol import ark
+from protocol.errors import IdentifierError
+from storage.store import StoreSettings
+
+__all__ = [
+    "CONFIG_FILE",
+    "TIERS",
+    "Config",
+    "HostPort",
+    "load_config",
+    "parse_host_port",
+    "render_config",
+]
+
+CONFIG_FILE = "node.toml"
+MAX_CONFIG_BYTES = 256 * 1024
+TIERS = ("national", "provincial", "municipal", "county")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    name: str
+    code: str
+    tier: str
+    parent: str
+    network_name: str
+    ark_naan: str
+    listen: HostPort
+    admin_listen: HostPort
+    admin_allow_remote: bool
+    max_body_bytes: int
+    quota_bytes: int
+    zeroconf: bool
+    log_level: str
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / "keys" / "node.key"
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "keys" / "admin.token"
+
+    @property
+    def store(self) -> StoreSettings:
+        return StoreSettings(root=self.home / "store", quota_bytes=self.quota_bytes)
+
+
+def parse_host_port(value: str, key: str) -> HostPort:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not (0 < int(port) < 65536) or not host:
+        raise ConfigError(f"{key}: {value!r} must be HOST:PORT, e.g. 127.0.0.1:8470")
+    return HostPort(host, int(port))
+
+
+def _check_parent(url: str) -> str:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"node.parent: {url!r} must be an http(s) URL of the parent library")
+    return url
+
+
+class _Table:
+    """Typed access to one TOML table that remembers which keys were read."""
+
+    def __init__(self, data: dict[str, Any], name: str) -> None:
+        self.data, self.name, self.seen = data, name, set[str]()
+
+    def get(self, key: str, kind: type, default: Any = None) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            if default is None:
+                raise ConfigError(f"{self.name}.{key} is missing")
+            return default
+        value = self.data[key]
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise ConfigError(f"{self.name}.{key} must be {kind.__name__}, not {value!r}")
+        return value
+
+    def finish(self) -> None:
+        extra = set(self.data) - self.seen
+        if extra:
+            raise ConfigError(f"unknown key {self.name}.{sorted(extra)[0]} in node.toml")
+
+
+def load_config(home: Path) -> Config:
+    path = home / CONFIG_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path} not found: run `siku init --home {home}` first") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+    return parse_config(data, home.resolve())
+
+
+def parse_config(data: dict[str, Any], home: Path) -> Config:
+    tables = {}
+    for name in ("node", "network", "http", "storage", "discovery", "log"):
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        tables[name] = _Table(value, name)
+    extra = set(data) - set(tables)
+    if extra:
+        raise ConfigError(f"unknown table [{sorted(extra)[0]}] in node.toml")
+    n, net, http, st, disc, lg = tables.values()
+
+    name = n.get("name", str).strip()
+    if not name or len(name) > 200:
+        raise ConfigError("node.name must be 1 to 200 characters")
+    tier = n.get("tier", str)
+    if tier not in TIERS:
+        raise ConfigError(f"node.tier must be one of {', '.join(TIERS)}, not {tier!r}")
+    try:
+        code = ark.validate_code(n.get("code", str))
+        naan = ark.validate_naan(net.get("ark_naan", str, "99999"))
+    except IdentifierError as e:
+        raise ConfigError(f"node.code / network.ark_naan: {e.message}") from e
+    parent = _check_parent(n.get("parent", str, ""))
+    listen = parse_host_port(http.get("listen", str, "127.0.0.1:8470"), "http.listen")
+    admin = parse_host_port(http.get("admin_listen", str, "127.0.0.1:8471"), "http.admin_listen")
+    allow_remote = http.get("admin_allow_remote", bool, False)
+    if not admin.is_loopback and not allow_remote:
+        raise ConfigError(
+            "http.admin_listen must be a loopback address (127.0.0.1 or ::1); the admin console"
+            " is not for the network. Set http.admin_allow_remote = true only behind TLS."
+        )
+    max_body = http.get("max_body_bytes", int, 1 << 20)
+    if not (1024 <= max_body <= 64 << 20):
+        raise ConfigError("http.max_body_bytes must be between 1024 and 67108864")
+    quota_gib = st.get("quota_gib", int, 4096)
+    if not (1 <= quota_gib <= 1 << 24):
+        raise ConfigError("storage.quota_gib must be between 1 and 16777216")
+    level = lg.get("level", str, "info")
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
+    config = Config(
+        home=home,
+        name=name,
+        code=code,
+        tier=tier,
+        parent=parent,
+        network_name=net.get("name", str, "siku"),
+        ark_naan=naan,
+        listen=listen,
+        admin_listen=admin,
+        admin_allow_remote=allow_remote,
+        max_body_bytes=max_body,
+        quota_bytes=quota_gib * GIB,
+        zeroconf=disc.get("zeroconf", bool, False),
+        log_level=level,
+    )
+    for t in tables.values():
+        t.finish()
+    return config
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(
+    *,
+    name: str,
+    code: str,
+    tier: str,
+    parent: str = "",
+    listen: str = "127.0.0.1:8470",
+    admin_listen: str = "127.0.0.1:8471",
+    network_name: str = "siku",
+    ark_naan: str = "99999",
+    quota_gib: int = 4096,
+    zeroconf: bool = False,
+) -> str:
+    """node.toml text with every key commented; also the documented example in the repo."""
+    return f"""\
+# siku node configuration. Read once at start; restart the daemon after editing.
+# Sizes are in the unit named by the key (bytes unless it says _gib); addresses are HOST:PORT.
+
+[node]
+# Library name shown to readers and to other libraries.
+name = {_toml_str(name)}
+# Library code (2-16 characters of 0-9 and b c d f g h j k m n p q r s t v w x z).
+# Part of every persistent identifier this library mints: never change it after ingesting.
+code = {_toml_str(code)}
+# Tier in the network: national, provincial, municipal or county.
+tier = {_toml_str(tier)}
+# Peer URL of the parent library (empty for the national library), e.g. "http://10.1.2.3:8470".
+parent = {_toml_str(parent)}
+
+[network]
+# Name of the library network this node belongs to.
+name = {_toml_str(network_name)}
+# ARK Name Assigning Authority Number of the network (5-9 digits; 99999 is the test prefix).
+ark_naan = {_toml_str(ark_naan)}
+
+[http]
+# Public listener: search, records, content, /id/ landing pages, and (later) the peer API.
+listen = {_toml_str(listen)}
+# Admin listener: status API and console. Loopback only unless admin_allow_remote = true.
+admin_listen = {_toml_str(admin_listen)}
+# Allow a non-loopback admin_listen (only behind a TLS-terminating proxy). true or false.
+admin_allow_remote = false
+# Largest request body accepted, in bytes (1024 to 67108864).
+max_body_bytes = 1048576
+
+[storage]
+# Most content this node may hold, in GiB (2^30 bytes). Ingest refuses to go past it.
+quota_gib = {quota_gib}
+
+[discovery]
+# Advertise and browse _siku._tcp by mDNS on the local network. true or false.
+# Leave false unless the LAN is the library's own: it multicasts on every interface.
+zeroconf = {"true" if zeroconf else "false"}
+
+[log]
+# Log level: debug, info, warning or error. Logs go to standard error (journald under systemd).
+level = "info"
+"""

@@ -1,0 +1,28 @@
+"""What the daemon's services share: settings, identity, store and start time."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from node.config import Config
+from node.keys import Identity
+from storage.store import Store
+
+__all__ = ["VERSION", "NodeContext"]
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class NodeContext:
+    config: Config
+    identity: Identity
+    store: Store
+    admin_token: str
+    started_monotonic: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+
+    @property
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_monotonic

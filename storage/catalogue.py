@@ -1,0 +1,343 @@
+"""The catalogue: signed records kept as verified, indexed for search, newest version wins."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.hlc import Hlc, tick
+from protocol.records import CatalogueRecord, SignedRecord, decode_catalogue, encode_envelope
+from storage.database import Database
+from storage.errors import DatabaseError
+from storage.textindex import index_text, match_expression
+
+__all__ = [
+    "BM25_WEIGHTS",
+    "Catalogue",
+    "CatalogueCounts",
+    "Outcome",
+    "SearchHit",
+    "SearchPage",
+    "StoredRecord",
+]
+
+# Relative weight of a match in title, creator, subject, description.
+BM25_WEIGHTS = (10.0, 5.0, 3.0, 1.0)
+MAX_PAGE_SIZE = 100
+MAX_OFFSET = 10_000
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record to store, already verified (from `decode_catalogue` or `sign_catalogue`)."""
+
+    signed: SignedRecord
+    record: CatalogueRecord
+    fingerprint: bytes | None = None  # ingest input fingerprint, remembered for re-ingest
+    content_key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    pid: str
+    applied: bool  # False: an equal or newer version was already held
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    pid: str
+    score: float
+    summary: dict[str, object]
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    query: str
+    total: int
+    offset: int
+    hits: list[SearchHit]
+
+
+@dataclass(frozen=True)
+class CatalogueCounts:
+    records: int
+    deleted: int
+    files: int
+    content_bytes: int
+    chunks: int
+    chunk_bytes: int
+
+
+def _summary(record: CatalogueRecord) -> str:
+    def first(element: str) -> list[dict[str, str]]:
+        return [{"value": v.value, "lang": v.lang} for v in record.values(element)][:8]
+
+    return json.dumps(
+        {
+            "title": first("title"),
+            "creator": first("creator"),
+            "date": first("date"),
+            "type": first("type"),
+            "collection": record.collection,
+            "access": record.rights.access,
+            "embargo_until": (
+                record.rights.embargo_until.isoformat() if record.rights.embargo_until else None
+            ),
+            "files": len(record.files),
+            "size": record.content_size,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def _fts_columns(record: CatalogueRecord) -> tuple[str, str, str, str]:
+    def text(element: str) -> str:
+        return index_text(" \n ".join(v.value for v in record.values(element)))
+
+    return text("title"), text("creator"), text("subject"), text("description")
+
+
+def _order(record: CatalogueRecord) -> tuple[Hlc, bytes]:
+    # Newer HLC wins; equal clocks are broken by origin key so every node picks the same.
+    return (record.version, record.origin)
+
+
+def _batches(items: list[Any], size: int = 500) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _record_row(item: StoredRecord, now_ms: int) -> tuple[object, ...]:
+    r = item.record
+    return (
+        r.pid,
+        item.signed.kind,
+        r.origin,
+        r.version.wall_ms,
+        r.version.counter,
+        int(r.deleted),
+        r.collection,
+        r.rights.access,
+        r.rights.embargo_until.isoformat() if r.rights.embargo_until else None,
+        r.title,
+        _summary(r),
+        r.content_size,
+        len(r.files),
+        encode_envelope(item.signed),
+        now_ms,
+    )
+
+
+def _chunk_counts(record: CatalogueRecord) -> dict[bytes, int]:
+    # Each distinct chunk of a record counts once toward its reference count.
+    return {c.digest: c.size for f in record.files for c in f.chunks}
+
+
+class Catalogue:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, items: Sequence[StoredRecord]) -> list[Outcome]:
+        """Store a batch in one transaction; a record replaces only an older version of itself.
+
+        The caller guarantees every item was verified; for ingest, also that every chunk the
+        records refer to is already durable in the chunk store. Statements are batched
+        (executemany) because each call crosses to the database thread."""
+        newest: dict[str, StoredRecord] = {}
+        for item in items:
+            held = newest.get(item.record.pid)
+            if held is None or _order(item.record) > _order(held.record):
+                newest[item.record.pid] = item
+        async with self.db.transaction() as conn:
+            existing = await self._existing(list(newest))
+            apply: list[StoredRecord] = []
+            replaced_ids: list[int] = []
+            released: list[bytes] = []
+            for pid, item in newest.items():
+                old = existing.get(pid)
+                if old is not None:
+                    old_id, old_order, old_envelope = old
+                    if old_order >= _order(item.record):
+                        continue
+                    replaced_ids.append(old_id)
+                    _, old_record = decode_catalogue(old_envelope)
+                    released.extend(_chunk_counts(old_record))
+                apply.append(item)
+            if replaced_ids:
+                await conn.executemany(
+                    "DELETE FROM search_fts WHERE rowid = ?", [(i,) for i in replaced_ids]
+                )
+                await conn.executemany(
+                    "DELETE FROM records WHERE id = ?", [(i,) for i in replaced_ids]
+                )
+            now_ms = int(time.time() * 1000)
+            await conn.executemany(
+                "INSERT INTO records (pid, kind, origin, hlc_wall, hlc_counter, deleted,"
+                " collection, access, embargo_until, title, summary, content_size, file_count,"
+                " envelope, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_record_row(item, now_ms) for item in apply],
+            )
+            ids = await self._ids([item.record.pid for item in apply])
+            await conn.executemany(
+                "INSERT INTO search_fts (rowid, title, creator, subject, description)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (ids[item.record.pid], *_fts_columns(item.record))
+                    for item in apply
+                    if not item.record.deleted
+                ],
+            )
+            # Each distinct chunk of a record adds one reference; a replaced version drops its.
+            await conn.executemany(
+                "INSERT INTO chunks (digest, size, refs) VALUES (?, ?, 1)"
+                " ON CONFLICT (digest) DO UPDATE SET refs = refs + 1",
+                [pair for item in apply for pair in _chunk_counts(item.record).items()],
+            )
+            await conn.executemany(
+                "UPDATE chunks SET refs = refs - 1 WHERE digest = ?", [(d,) for d in released]
+            )
+            await conn.executemany(
+                "INSERT OR REPLACE INTO ingest_sources (fingerprint, pid, content_key)"
+                " VALUES (?, ?, ?)",
+                [
+                    (item.fingerprint, item.record.pid, item.content_key)
+                    for item in apply
+                    if item.fingerprint is not None
+                ],
+            )
+        applied = {item.record.pid for item in apply}
+        return [Outcome(item.record.pid, item.record.pid in applied) for item in items]
+
+    async def _existing(self, pids: list[str]) -> dict[str, tuple[int, tuple[Hlc, bytes], bytes]]:
+        out = {}
+        for batch in _batches(pids):
+            async with self.db.conn.execute(
+                "SELECT pid, id, hlc_wall, hlc_counter, origin, envelope FROM records"
+                f" WHERE pid IN ({','.join('?' * len(batch))})",
+                batch,
+            ) as cur:
+                for pid, id_, wall, counter, origin, envelope in await cur.fetchall():
+                    out[pid] = (id_, (Hlc(wall, counter), bytes(origin)), bytes(envelope))
+        return out
+
+    async def _ids(self, pids: list[str]) -> dict[str, int]:
+        out = {}
+        for batch in _batches(pids):
+            async with self.db.conn.execute(
+                f"SELECT pid, id FROM records WHERE pid IN ({','.join('?' * len(batch))})", batch
+            ) as cur:
+                out.update({str(p): int(i) for p, i in await cur.fetchall()})
+        return out
+
+    async def existing_pids(self, pids: Sequence[str]) -> set[str]:
+        return set(await self._ids(list(pids)))
+
+    async def ingested(
+        self, fingerprints: Sequence[bytes], content_keys: Sequence[bytes]
+    ) -> tuple[dict[bytes, str], dict[bytes, str]]:
+        """What earlier ingests left: fingerprint → pid, and content key → live pid."""
+        by_fp: dict[bytes, str] = {}
+        by_ck: dict[bytes, str] = {}
+        for batch in _batches(list(fingerprints)):
+            async with self.db.conn.execute(
+                "SELECT fingerprint, pid FROM ingest_sources"
+                f" WHERE fingerprint IN ({','.join('?' * len(batch))})",
+                batch,
+            ) as cur:
+                by_fp.update({bytes(f): str(p) for f, p in await cur.fetchall()})
+        for batch in _batches(list(content_keys)):
+            async with self.db.conn.execute(
+                "SELECT s.content_key, s.pid FROM ingest_sources s JOIN records r ON r.pid = s.pid"
+                f" WHERE r.deleted = 0 AND s.content_key IN ({','.join('?' * len(batch))})"
+                " ORDER BY r.hlc_wall, r.hlc_counter",
+                batch,
+            ) as cur:
+                by_ck.update({bytes(k): str(p) for k, p in await cur.fetchall()})
+        return by_fp, by_ck
+
+    async def next_version(self, now_ms: int) -> Hlc:
+        """Advance the node's clock (persisted, so versions rise across processes/restarts)."""
+        async with self.db.transaction() as conn:
+            async with conn.execute("SELECT wall_ms, counter FROM clock WHERE id = 1") as cur:
+                row = await cur.fetchone()
+            last = Hlc(row[0], row[1]) if row else Hlc(0, 0)
+            version = tick(last, now_ms)
+            await conn.execute(
+                "UPDATE clock SET wall_ms = ?, counter = ? WHERE id = 1",
+                (version.wall_ms, version.counter),
+            )
+        return version
+
+    async def reserve_versions(self, now_ms: int, n: int) -> list[Hlc]:
+        """`n` consecutive versions in one transaction, for batched ingest."""
+        out: list[Hlc] = []
+        async with self.db.transaction() as conn:
+            async with conn.execute("SELECT wall_ms, counter FROM clock WHERE id = 1") as cur:
+                row = await cur.fetchone()
+            last = Hlc(row[0], row[1]) if row else Hlc(0, 0)
+            for _ in range(n):
+                last = tick(last, now_ms)
+                out.append(last)
+            await conn.execute(
+                "UPDATE clock SET wall_ms = ?, counter = ? WHERE id = 1",
+                (last.wall_ms, last.counter),
+            )
+        return out
+
+    async def get(self, pid: str) -> tuple[SignedRecord, CatalogueRecord] | None:
+        async with self.db.conn.execute(
+            "SELECT envelope FROM records WHERE pid = ?", (pid,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        # Re-verified on every read: a damaged or tampered database row is never served.
+        return decode_catalogue(bytes(row[0]))
+
+    async def pid_exists(self, pid: str) -> bool:
+        async with self.db.conn.execute("SELECT 1 FROM records WHERE pid = ?", (pid,)) as cur:
+            return await cur.fetchone() is not None
+
+    async def search(self, query: str, *, limit: int = 20, offset: int = 0) -> SearchPage:
+        """Ranked full-text search; raises ValueError for a query over the bounds."""
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        offset = max(0, min(offset, MAX_OFFSET))
+        expression = match_expression(query)
+        if expression is None:
+            return SearchPage(query, 0, offset, [])
+        c = self.db.conn
+        try:
+            async with c.execute(
+                "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?", (expression,)
+            ) as cur:
+                row = await cur.fetchone()
+            total = int(row[0]) if row else 0
+            async with c.execute(
+                "SELECT r.pid, r.summary, bm25(search_fts, ?, ?, ?, ?) AS score"
+                " FROM search_fts JOIN records r ON r.id = search_fts.rowid"
+                " WHERE search_fts MATCH ? ORDER BY score LIMIT ? OFFSET ?",
+                (*BM25_WEIGHTS, expression, limit, offset),
+            ) as cur:
+                rows = await cur.fetchall()
+        except sqlite3.Error as e:
+            raise DatabaseError(f"search failed: {e}") from e
+        hits = [SearchHit(str(p), -float(s), json.loads(summ)) for p, summ, s in rows]
+        return SearchPage(query, total, offset, hits)
+
+    async def counts(self) -> CatalogueCounts:
+        c = self.db.conn
+        async with c.execute(
+            "SELECT coalesce(sum(deleted = 0), 0), coalesce(sum(deleted), 0),"
+            " coalesce(sum(file_count), 0), coalesce(sum(content_size), 0) FROM records"
+        ) as cur:
+            r = await cur.fetchone()
+        async with c.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM chunks WHERE refs > 0"
+        ) as cur:
+            ch = await cur.fetchone()
+        assert r is not None and ch is not None
+        return CatalogueCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(ch[0]), int(ch[1]))

@@ -1,0 +1,111 @@
+"""The record database: one aiosqlite connection, WAL, numbered SQL migrations, transactions."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from storage.errors import DatabaseError
+
+__all__ = ["BUSY_TIMEOUT_MS", "Database", "migrations"]
+
+log = logging.getLogger(__name__)
+
+# The daemon and a CLI ingest share the file; a writer waits this long for the other's commit.
+BUSY_TIMEOUT_MS = 30_000
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql) of every migration shipped in storage/migrations, in order."""
+    found = []
+    for entry in resources.files("storage.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    if [n for n, _, _ in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations are not numbered 1..n: {[n for n, _, _ in found]}")
+    return found
+
+
+def _statements(sql: str) -> list[str]:
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()
+    ):
+        raise RuntimeError("migration ends with an incomplete statement")
+    return out
+
+
+class Database:
+    """Owns the connection. Writes go through `transaction()`; reads use `conn` directly."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before it is acknowledged (power loss included).
+            await conn.execute("PRAGMA synchronous = FULL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as e:
+            raise DatabaseError(f"cannot open the record database {path}: {e}") from e
+        db = cls(conn, path)
+        try:
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def _migrate(self) -> None:
+        # Take the write lock before reading the version, so two processes opening a new store
+        # at once (daemon and CLI) cannot both apply the same migration.
+        for number, name, sql in migrations():
+            async with self.transaction():
+                async with self.conn.execute("PRAGMA user_version") as cur:
+                    row = await cur.fetchone()
+                current = row[0] if row else 0
+                if current >= number:
+                    continue
+                log.info("applying migration %s", name)
+                for statement in _statements(sql):
+                    await self.conn.execute(statement)
+                await self.conn.execute(f"PRAGMA user_version = {number}")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (cancellation included)."""
+        try:
+            await self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise DatabaseError(f"cannot start a transaction: {e}") from e
+        try:
+            yield self.conn
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        try:
+            await self.conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            await self.conn.execute("ROLLBACK")
+            raise DatabaseError(f"commit failed: {e}") from e

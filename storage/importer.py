@@ -1,0 +1,97 @@
+"""Copy a file into the chunk store: cut, hash, store each chunk, and describe it for a manifest.
+
+Runs in worker threads: hashlib and file I/O release the GIL, so two files in two threads use
+both cores (reading, hashing and fsyncing overlap). Nothing here is visible to readers until
+the caller commits the record that refers to the chunks, after `ChunkStore.flush()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from protocol.records import CHUNK_SIZE, ChunkRef, FileEntry
+from storage.chunks import ChunkStore
+from storage.errors import StorageError
+
+__all__ = ["DigestMismatchError", "SourceReadError", "import_file"]
+
+
+class SourceReadError(StorageError):
+    """The file being imported could not be read (vanished, unreadable, changed size)."""
+
+    code = "source-unreadable"
+
+
+class DigestMismatchError(StorageError):
+    """The file's content does not match a digest it was declared with (e.g. a bag manifest)."""
+
+    code = "digest-mismatch"
+
+
+def import_file(
+    store: ChunkStore,
+    source: Path,
+    path: str,
+    media_type: str,
+    expected: Sequence[tuple[str, str]] = (),
+    progress: Callable[[int], None] | None = None,
+) -> FileEntry:
+    """Store `source` as chunks and return its manifest entry (named `path` in the resource).
+
+    `expected` holds (algorithm, hex digest) pairs declared for the file; each is checked while
+    the file is read once. `progress` is called with the byte count of each chunk stored."""
+    whole = hashlib.sha256()
+    checks = [(alg, hashlib.new(alg), hexdigest.lower()) for alg, hexdigest in expected]
+    chunks: list[ChunkRef] = []
+    size = 0
+    try:
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise SourceReadError(f"{source}: cannot open: {e.strerror}") from e
+    try:
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        while True:
+            n = _read_full(fd, view, source)
+            if n == 0:
+                break
+            data = view[:n]
+            h = hashlib.sha256(data)
+            # The whole-file hash starts as a copy of the first chunk's: a file of one chunk
+            # (most files) is hashed once, not twice.
+            if chunks:
+                whole.update(data)
+            else:
+                whole = h.copy()
+            digest = h.digest()
+            store.put(digest, data)
+            chunks.append(ChunkRef(digest, n))
+            for _, h, _ in checks:
+                h.update(data)
+            size += n
+            if progress is not None:
+                progress(n)
+            if n < CHUNK_SIZE:
+                break
+    finally:
+        os.close(fd)
+    for alg, h, want in checks:
+        if h.hexdigest() != want:
+            raise DigestMismatchError(f"{source}: {alg} is {h.hexdigest()}, declared {want}")
+    return FileEntry(path, size, media_type, whole.digest(), tuple(chunks))
+
+
+def _read_full(fd: int, view: memoryview, source: Path) -> int:
+    got = 0
+    while got < len(view):
+        try:
+            n = os.readv(fd, [view[got:]])
+        except OSError as e:
+            raise SourceReadError(f"{source}: read failed: {e.strerror}") from e
+        if n == 0:
+            break
+        got += n
+    return got
