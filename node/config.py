@@ -233,7 +233,7 @@ name = {_toml_str(name)}
 code = {_toml_str(code)}
 # Tier in the network: national, provincial, municipal or county.
 tier = {_toml_str(tier)}
-# Peer URL of the parent library (empty for the national library), e.g. "http://10.1.2.3:8470".
+# Peer URL of the parent library (empty for the national library), e.g. "http://provincial-library.example:8470".
 parent = {_toml_str(parent)}
 
 [network]
