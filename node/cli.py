@@ -19,8 +19,7 @@ import aiohttp
 
 from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, render_config
 from node.errors import NodeError
-from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary
-from node.ingest.sources import discover
+from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
 from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
 from node.progress import Progress
 from protocol import ark
@@ -167,8 +166,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 options,
                 on_bytes=progress.add_bytes,
             )
-            sources = (item for p in paths for item in discover(p))
-            async for result in ingester.run(sources):
+            async for result in ingester.run(discover_all(paths)):
                 summary.add(result)
                 progress.add_item()
                 if not args.quiet or result.status == "failed":
@@ -442,7 +440,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _out(f"  search     {public}/search?q=县志")
     _out(f"  API        {public}/api/v1/search?q=dunhuang")
     _out(
-        f"  status     curl -H \"Authorization: Bearer $(cat {config.token_file})\""
+        f'  status     curl -H "Authorization: Bearer $(cat {config.token_file})"'
         f" {config.admin_listen.url()}/admin/api/v1/status"
     )
     _out(f"  CLI        .venv/bin/siku status --home {home}   (in another terminal)")

@@ -15,14 +15,15 @@ import datetime as dt
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgpack
 
 from node.errors import IngestError
-from node.ingest.sources import SourceResource
+from node.ingest.sources import SourceResource, discover
 from node.keys import Identity
 from protocol import ark
 from protocol.errors import ProtocolError
@@ -38,7 +39,7 @@ from storage.errors import StorageError
 from storage.importer import import_file
 from storage.store import Store
 
-__all__ = ["IngestOptions", "IngestResult", "IngestSummary", "Ingester"]
+__all__ = ["IngestOptions", "IngestResult", "IngestSummary", "Ingester", "discover_all"]
 
 # Records committed per transaction, and resources prepared ahead of the committer.
 BATCH_RECORDS = 500
@@ -84,6 +85,16 @@ class IngestSummary:
 class _Prepared:
     source: SourceResource
     files: tuple[FileEntry, ...]
+
+
+def discover_all(paths: Iterable[Path]) -> Iterator[SourceResource | IngestError]:
+    """Every resource of every input; an input that is unusable as a whole (invalid bag,
+    unreadable CSV) becomes one failed item, and the other inputs still go ahead."""
+    for path in paths:
+        try:
+            yield from discover(path)
+        except IngestError as e:
+            yield e
 
 
 def _fingerprint(
