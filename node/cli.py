@@ -26,6 +26,7 @@ from protocol import ark
 from protocol.errors import ProtocolError
 from protocol.identity import node_id
 from protocol.records import ACCESS_VALUES, Rights
+from storage.catalogue import SearchPage
 from storage.errors import StorageError
 from storage.store import Store
 
@@ -178,7 +179,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     asyncio.run(go())
     progress.finish()
     c = summary.counts
-    line = f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged, {c['failed']} failed"
+    line = (
+        f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged,"
+        f" {c['failed']} failed"
+    )
     if c["unchanged"] and not (c["added"] or c["updated"] or c["failed"]):
         line += " — nothing changed: this input was already ingested"
     (sys.stderr if args.json else sys.stdout).write(line + "\n")
@@ -220,7 +224,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise NodeError(str(e)) from e
 
-    page = _with_store(config, go)
+    page: SearchPage = _with_store(config, go)
     if args.json:
         _json(
             {
@@ -236,8 +240,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EX_OK
     _out(f"{page.total} results for {args.query!r}")
     for hit in page.hits:
-        titles = " / ".join(t["value"] for t in hit.summary.get("title", []))  # type: ignore[attr-defined]
-        creators = "; ".join(c["value"] for c in hit.summary.get("creator", []))  # type: ignore[attr-defined]
+        titles = " / ".join(hit.texts("title"))
+        creators = "; ".join(hit.texts("creator"))
         _out(f"{hit.pid}  {titles}" + (f"  — {creators}" if creators else ""))
     return EX_OK
 
@@ -253,7 +257,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         got = await store.catalogue.get(pid)
         if got is None:
             raise NodeError(f"{pid}: this node holds no such record")
-        signed, record = got
+        _, record = got
         if args.file is None:
             view = {
                 "pid": record.pid,
@@ -288,16 +292,23 @@ def cmd_get(args: argparse.Namespace) -> int:
             return EX_OK
         entry = record.file(args.file)
         if entry is None:
-            raise NodeError(
-                f"{pid} has no file {args.file!r}; files: {', '.join(f.path for f in record.files) or 'none'}"
-            )
-        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
-        try:
+            listing = ", ".join(f.path for f in record.files) or "none"
+            raise NodeError(f"{pid} has no file {args.file!r}; its files: {listing}")
+        if not args.output:
             async for piece in store.iter_range(entry, 0, entry.size):
-                out.write(piece)
+                sys.stdout.buffer.write(piece)
+            return EX_OK
+        # Written beside the target and renamed at the end: a damaged chunk never leaves a
+        # partial file that looks complete. (A CLI process: blocking writes hold up nothing.)
+        target = Path(args.output)
+        part = target.with_name(target.name + ".part")
+        try:
+            with part.open("wb") as out:
+                async for piece in store.iter_range(entry, 0, entry.size):
+                    out.write(piece)
+            part.replace(target)
         finally:
-            if args.output:
-                out.close()
+            part.unlink(missing_ok=True)
         return EX_OK
 
     return int(_with_store(config, go))
@@ -319,7 +330,8 @@ def _print_record(view: dict[str, Any]) -> None:
             _out(f"  {key:<12}{r[key]}")
     for f in view["files"]:
         _out(
-            f"  file        {f['path']}  {_size(f['size'])}  {f['media_type']}  sha256:{f['sha256'][:16]}…"
+            f"  file        {f['path']}  {_size(f['size'])}  {f['media_type']}"
+            f"  sha256:{f['sha256'][:16]}…"
         )
 
 
@@ -331,12 +343,14 @@ async def _daemon_status(config: Config) -> dict[str, Any] | None:
     url = config.admin_listen.url() + "/admin/api/v1/status"
     timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_SECONDS)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
-                if resp.status != 200:
-                    raise NodeError(f"the daemon answered {resp.status} at {url}")
-                data: dict[str, Any] = await resp.json()
-                return data
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp,
+        ):
+            if resp.status != 200:
+                raise NodeError(f"the daemon answered {resp.status} at {url}")
+            data: dict[str, Any] = await resp.json()
+            return data
     except (aiohttp.ClientConnectionError, TimeoutError):
         return None
 
@@ -381,12 +395,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         _out(f"  parent    {n['parent']}")
     if running:
         _out(
-            f"  daemon    running for {int(status.get('uptime_seconds', 0))} s, public {config.listen.url()}"
+            f"  daemon    running for {int(status.get('uptime_seconds', 0))} s,"
+            f" public {config.listen.url()}"
         )
     else:
         _out(f"  daemon    not running (start it with: siku run --home {args.home})")
     _out(
-        f"  records   {c['records']} ({c['deleted']} deleted), {c['files']} files, {_size(c['content_bytes'])}"
+        f"  records   {c['records']} ({c['deleted']} deleted), {c['files']} files,"
+        f" {_size(c['content_bytes'])}"
     )
     pct = 100 * s["used_bytes"] / s["quota_bytes"] if s["quota_bytes"] else 0
     _out(f"  storage   {_size(s['used_bytes'])} of {_size(s['quota_bytes'])} quota ({pct:.2f} %)")

@@ -11,7 +11,7 @@ from typing import Any
 
 from protocol.hlc import Hlc, tick
 from protocol.records import CatalogueRecord, SignedRecord, decode_catalogue, encode_envelope
-from storage.database import Database
+from storage.database import Database, translate_errors
 from storage.errors import DatabaseError
 from storage.textindex import index_text, match_expression
 
@@ -52,6 +52,13 @@ class SearchHit:
     pid: str
     score: float
     summary: dict[str, object]
+
+    def texts(self, element: str) -> list[str]:
+        """The values of a DC element kept in the hit's summary (title, creator, date, type)."""
+        values = self.summary.get(element)
+        if not isinstance(values, list):
+            return []
+        return [str(v["value"]) for v in values if isinstance(v, dict) and "value" in v]
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,7 @@ class Catalogue:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    @translate_errors
     async def put(self, items: Sequence[StoredRecord]) -> list[Outcome]:
         """Store a batch in one transaction; a record replaces only an older version of itself.
 
@@ -233,9 +241,11 @@ class Catalogue:
                 out.update({str(p): int(i) for p, i in await cur.fetchall()})
         return out
 
+    @translate_errors
     async def existing_pids(self, pids: Sequence[str]) -> set[str]:
         return set(await self._ids(list(pids)))
 
+    @translate_errors
     async def ingested(
         self, fingerprints: Sequence[bytes], content_keys: Sequence[bytes]
     ) -> tuple[dict[bytes, str], dict[bytes, str]]:
@@ -259,6 +269,7 @@ class Catalogue:
                 by_ck.update({bytes(k): str(p) for k, p in await cur.fetchall()})
         return by_fp, by_ck
 
+    @translate_errors
     async def next_version(self, now_ms: int) -> Hlc:
         """Advance the node's clock (persisted, so versions rise across processes/restarts)."""
         async with self.db.transaction() as conn:
@@ -272,6 +283,7 @@ class Catalogue:
             )
         return version
 
+    @translate_errors
     async def reserve_versions(self, now_ms: int, n: int) -> list[Hlc]:
         """`n` consecutive versions in one transaction, for batched ingest."""
         out: list[Hlc] = []
@@ -288,6 +300,7 @@ class Catalogue:
             )
         return out
 
+    @translate_errors
     async def get(self, pid: str) -> tuple[SignedRecord, CatalogueRecord] | None:
         async with self.db.conn.execute(
             "SELECT envelope FROM records WHERE pid = ?", (pid,)
@@ -298,6 +311,7 @@ class Catalogue:
         # Re-verified on every read: a damaged or tampered database row is never served.
         return decode_catalogue(bytes(row[0]))
 
+    @translate_errors
     async def pid_exists(self, pid: str) -> bool:
         async with self.db.conn.execute("SELECT 1 FROM records WHERE pid = ?", (pid,)) as cur:
             return await cur.fetchone() is not None
@@ -328,6 +342,7 @@ class Catalogue:
         hits = [SearchHit(str(p), -float(s), json.loads(summ)) for p, summ, s in rows]
         return SearchPage(query, total, offset, hits)
 
+    @translate_errors
     async def counts(self) -> CatalogueCounts:
         c = self.db.conn
         async with c.execute(

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import aiosqlite
 
 from storage.errors import DatabaseError
 
-__all__ = ["BUSY_TIMEOUT_MS", "Database", "migrations"]
+__all__ = ["BUSY_TIMEOUT_MS", "Database", "migrations", "translate_errors"]
 
 log = logging.getLogger(__name__)
 
 # The daemon and a CLI ingest share the file; a writer waits this long for the other's commit.
 BUSY_TIMEOUT_MS = 30_000
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def translate_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Decorator: sqlite3 errors leave a storage method as DatabaseError (locked, disk full)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except sqlite3.Error as e:
+            raise DatabaseError(f"{fn.__name__}: {e}") from e
+
+    return wrapper
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -35,7 +35,7 @@ async def _audit(home: Path) -> tuple[int, list[str]]:
             for entry in record.files:
                 try:
                     await store.verify_file(entry)
-                except Exception as e:  # noqa: BLE001 — collected as a finding
+                except Exception as e:
                     problems.append(f"{pid} {entry.path}: {type(e).__name__}: {e}")
     finally:
         await store.close()

@@ -1,0 +1,117 @@
+"""The admin listener: token-protected JSON about this node, under /admin/api/v1/.
+
+Every route, known or not, requires `Authorization: Bearer <admin token>`; a request without
+it learns nothing but 401. The token is compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from node.context import VERSION, NodeContext
+from node.http.problems import Problem, dumps, problem_middleware
+from node.http.security import add_security_headers
+
+__all__ = ["build_admin_app", "status_json"]
+
+_REALM = 'Bearer realm="siku-admin"'
+
+
+def _bearer(request: web.Request) -> bytes | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip().encode("utf-8", "surrogateescape")
+
+
+def _auth_middleware(token: str) -> Middleware:
+    expected = token.encode("utf-8")
+
+    @web.middleware
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = _bearer(request)
+        if given is None:
+            raise Problem(
+                401,
+                "unauthorized",
+                "Authentication required",
+                "Send the node's admin token as 'Authorization: Bearer <token>'; it is in"
+                " keys/admin.token in the node's home folder.",
+                headers={"WWW-Authenticate": _REALM},
+            )
+        if not hmac.compare_digest(given, expected):
+            raise Problem(
+                401,
+                "invalid-token",
+                "Invalid token",
+                "The admin token is not this node's.",
+                headers={"WWW-Authenticate": _REALM + ', error="invalid_token"'},
+            )
+        return await handler(request)
+
+    return require_token
+
+
+def _iso_utc(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+async def status_json(ctx: NodeContext) -> dict[str, Any]:
+    """What /admin/api/v1/status reports: who this node is, what it holds, how full it is."""
+    config = ctx.config
+    counts = await ctx.store.catalogue.counts()
+    used = await ctx.store.bytes_used()
+    quota = ctx.store.settings.quota_bytes
+    return {
+        "node": {
+            "id": ctx.identity.node_id,
+            "name": config.name,
+            "code": config.code,
+            "tier": config.tier,
+            "parent": config.parent,
+            "public_key": ctx.identity.public_key.hex(),
+            "network": config.network_name,
+            "ark_naan": config.ark_naan,
+            "version": VERSION,
+        },
+        "uptime_seconds": round(ctx.uptime_seconds, 3),
+        "started_at": _iso_utc(ctx.started_wall),
+        "counts": {
+            "records": counts.records,
+            "deleted": counts.deleted,
+            "files": counts.files,
+            "content_bytes": counts.content_bytes,
+            "chunks": counts.chunks,
+        },
+        "storage": {
+            "used_bytes": used,
+            "quota_bytes": quota,
+            "free_fraction": round(max(0.0, 1.0 - used / quota), 6) if quota > 0 else 0.0,
+        },
+        "listen": {"public": str(config.listen), "admin": str(config.admin_listen)},
+    }
+
+
+def build_admin_app(ctx: NodeContext) -> web.Application:
+    """The admin application; the daemon runs it on `ctx.config.admin_listen`."""
+    app = web.Application(
+        client_max_size=ctx.config.max_body_bytes,
+        middlewares=[problem_middleware, _auth_middleware(ctx.admin_token)],
+    )
+
+    async def status(request: web.Request) -> web.Response:
+        resp = web.Response(
+            text=dumps(await status_json(ctx)), content_type="application/json", charset="utf-8"
+        )
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    app.router.add_get("/admin/api/v1/status", status)
+    app.on_response_prepare.append(add_security_headers)
+    return app

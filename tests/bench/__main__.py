@@ -1,0 +1,116 @@
+"""`python -m tests.bench`: run the benchmarks, print the table, write results.json.
+
+python -m tests.bench                 # full: 1,000 × 1 MiB files, 100,000 records
+python -m tests.bench --quick         # smoke: 64 × 1 MiB files, 5,000 records (< 1 min)
+python -m tests.bench --profile       # also cProfile an in-process catalogue ingest
+python -m tests.bench --runs 5 --workdir /mnt/fast/bench-data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.bench.catalogue import profile_ingest, run_catalogue
+from tests.bench.common import REPO, Figure, Repeat, Settings, drop_tree, log, machine_info
+from tests.bench.ingest_files import run_ingest_files
+from tests.bench.report import render, write_json
+from tests.bench.search import run_search
+
+# Per benchmark: repeats stop early rather than pass this many seconds (see Repeat).
+BUDGET_SECONDS = 300.0
+QUICK_BUDGET_SECONDS = 10.0
+CREATED = ("files", "catalogue", "profile")  # what a run leaves in the workdir, unless --keep
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median shown)")
+    parser.add_argument("--quick", action="store_true", help="small smoke version (< 1 min)")
+    parser.add_argument("--workdir", type=Path, default=REPO / "bench-data")
+    parser.add_argument("--profile", action="store_true", help="cProfile a catalogue ingest")
+    parser.add_argument("--profile-records", type=int, help="rows to profile (20,000)")
+    parser.add_argument("--keep", action="store_true", help="keep data sets and node homes")
+    parser.add_argument(
+        "--only", choices=("files", "catalogue", "search"), help="one benchmark (search ingests)"
+    )
+    parser.add_argument("--budget", type=float, help="seconds of repeats per benchmark")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    quick = bool(args.quick)
+    settings = Settings(
+        workdir=args.workdir.resolve(),
+        runs=args.runs,
+        quick=quick,
+        files=64 if quick else 1000,
+        records=5_000 if quick else 100_000,
+        profile_records=args.profile_records or (2_000 if quick else 20_000),
+        queries_per_class=30 if quick else 200,
+        profile=args.profile,
+        keep=args.keep,
+    )
+    return settings, args
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def run(settings: Settings, only: str | None, budget: float) -> tuple[list[Figure], str | None]:
+    repeat = Repeat(settings.runs, budget)
+    figures: list[Figure] = []
+    if only in (None, "files"):
+        figures.append(run_ingest_files(settings, repeat))
+    if only in (None, "catalogue", "search"):
+        catalogue = run_catalogue(settings, repeat)
+        figures.append(catalogue.figure)
+        if only in (None, "search"):
+            log("search benchmark")
+            figures += run_search(settings, catalogue.home, settings.records, repeat)
+    profile = None
+    if settings.profile:
+        log(f"cProfile of an in-process ingest of {settings.profile_records:,} rows")
+        profile = profile_ingest(settings, settings.profile_records)
+    return figures, profile
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, args = parse_args(argv)
+    budget = args.budget or (QUICK_BUDGET_SECONDS if settings.quick else BUDGET_SECONDS)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    machine = machine_info(settings.workdir)
+    machine["load average at start"] = _load()
+    started = time.perf_counter()
+    try:
+        figures, profile = run(settings, args.only, budget)
+    finally:
+        if not settings.keep:
+            for name in CREATED:
+                drop_tree(settings.workdir / name)
+    machine["load average at end"] = _load()
+    mode = "quick" if settings.quick else "full"
+    machine["mode"] = f"{mode}, --runs {settings.runs}, {time.perf_counter() - started:.0f} s"
+    extra = [
+        "figures are medians over runs (fewer runs than --runs where one run exceeds the "
+        f"{budget:.0f} s per-benchmark budget); baselines are measured in the same runs, "
+        "interleaved with siku's",
+        "MB = 10^6 bytes; other processes on the machine were not stopped (see load average)",
+    ]
+    report = render(machine, figures, extra)
+    sys.stdout.write(report + "\n")
+    if profile is not None:
+        sys.stdout.write("\n" + profile + "\n")
+    results = settings.workdir / "results.json"
+    write_json(results, machine, figures, extra, profile)
+    log(f"wrote {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The admin listener on a real 127.0.0.1 socket: bearer-token auth and the status document."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+import aiohttp
+import pytest
+
+from node.context import VERSION
+from protocol.records import CHUNK_SIZE, LangString, Rights
+from tests.integration.conftest import QUOTA_BYTES, HttpNode
+
+PROBLEM = "application/problem+json"
+STATUS = "/admin/api/v1/status"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "code"),
+    [
+        (STATUS, {}, "unauthorized"),
+        (STATUS, {"Authorization": "Basic YWRtaW46YWRtaW4="}, "unauthorized"),
+        (STATUS, {"Authorization": "Bearer "}, "unauthorized"),
+        (STATUS, bearer("wrong-token-" + "x" * 32), "invalid-token"),
+        (STATUS, bearer("令牌"), "invalid-token"),
+        ("/admin/api/v1/no-such-route", {}, "unauthorized"),  # routes are not revealed
+        ("/", bearer("wrong"), "invalid-token"),
+    ],
+)
+async def test_admin_requires_the_token(
+    http_node: HttpNode,
+    admin_url: str,
+    http: aiohttp.ClientSession,
+    caplog: Any,
+    path: str,
+    headers: dict[str, str],
+    code: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with http.get(admin_url + path, headers=headers) as resp:
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert resp.content_type == PROBLEM
+        body = await resp.json(content_type=PROBLEM)
+    assert body["status"] == 401 and body["code"] == code
+    assert body["type"] == f"https://siku.invalid/problems/{code}"
+    token = http_node.ctx.admin_token
+    assert token not in caplog.text and token not in str(body)
+
+
+async def test_admin_status(
+    http_node: HttpNode, admin_url: str, http: aiohttp.ClientSession, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    shared = os.urandom(CHUNK_SIZE + 10)  # two chunks
+    a = await http_node.add("A", files={"a.bin": shared, "small.txt": (b"small", "text/plain")})
+    await http_node.add(
+        (LangString("同一内容", "zh"),),
+        files={"copy.bin": shared},  # same chunks as a.bin: stored and counted once
+        rights=Rights("restricted"),
+    )
+    gone = await http_node.add("Gone", files={"gone.bin": b"gone gone gone"})
+    await http_node.delete(gone.pid)
+
+    token = http_node.ctx.admin_token
+    async with http.get(admin_url + STATUS, headers=bearer(token)) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/json"
+        assert resp.headers["Cache-Control"] == "no-store"
+        status = await resp.json()
+
+    ctx = http_node.ctx
+    assert status["node"] == {
+        "id": ctx.identity.node_id,
+        "name": "测试县图书馆 Test County Library",
+        "code": "bj",
+        "tier": "county",
+        "parent": "http://10.0.0.1:8470",
+        "public_key": ctx.identity.public_key.hex(),
+        "network": "siku-test",
+        "ark_naan": "99999",
+        "version": VERSION,
+    }
+    assert status["counts"] == {
+        "records": 2,
+        "deleted": 1,
+        "files": 3,
+        "content_bytes": a.content_size + len(shared),
+        "chunks": 3,  # the two shared chunks and small.txt's
+    }
+    used = len(shared) + len(b"small")
+    assert status["storage"]["used_bytes"] == used
+    assert status["storage"]["quota_bytes"] == QUOTA_BYTES
+    assert status["storage"]["free_fraction"] == pytest.approx(1 - used / QUOTA_BYTES, abs=1e-6)
+    assert status["listen"] == {"public": "127.0.0.1:8470", "admin": "127.0.0.1:8471"}
+    assert 0 <= status["uptime_seconds"] < 600
+    started = dt.datetime.fromisoformat(status["started_at"].replace("Z", "+00:00"))
+    assert started.tzinfo == dt.UTC
+    assert abs((dt.datetime.now(dt.UTC) - started).total_seconds()) < 600
+    assert token not in caplog.text
