@@ -11,6 +11,7 @@ from aiohttp import web
 
 from node.config import Config, HostPort
 from node.context import NodeContext
+from node.errors import NodeError
 from node.http.admin import build_admin_app
 from node.http.public import build_public_app
 from node.keys import load_admin_token, load_identity
@@ -71,7 +72,10 @@ class Daemon:
 
 async def _start_site(runner: web.AppRunner, where: HostPort) -> None:
     site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:
+        raise NodeError(f"cannot listen on {where}: {e.strerror} (is another node running?)") from e
 
 
 def run_daemon(config: Config) -> None:

@@ -90,8 +90,11 @@ def _bigrams(run: str) -> str:
 
 
 def _expand_run(run: str) -> str:
-    if len(run) == 1:
+    n = len(run)
+    if n == 1:
         return run
+    if 2 < n <= _CHUNK:  # the common case, inlined
+        return " ".join(_BIGRAMS[n - 3](run)) + run.replace("", " ")
     return _bigrams(run) + run.replace("", " ")  # "AB BC" + " A B C "
 
 
