@@ -160,8 +160,9 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     if tier not in TIERS:
         raise ConfigError(f"node.tier must be one of {', '.join(TIERS)}, not {tier!r}")
     try:
-        code = ark.validate_code(n.get("code", str))
-        naan = ark.validate_naan(net.get("ark_naan", str, "99999"))
+        code = n.get("code", str)
+        naan = net.get("ark_naan", str, "99999")
+        ark.validate_prefix(naan, code)
     except IdentifierError as e:
         raise ConfigError(f"node.code / network.ark_naan: {e.message}") from e
     parent = _check_parent(n.get("parent", str, ""))
@@ -228,7 +229,8 @@ def render_config(
 [node]
 # Library name shown to readers and to other libraries.
 name = {_toml_str(name)}
-# Library code (2-16 characters of 0-9 and b c d f g h j k m n p q r s t v w x z).
+# Library code: 2-12 characters of 0-9 and b c d f g h j k m n p q r s t v w x z
+# (with a 5-digit ark_naan; the NAAN and the code together are at most 17 characters).
 # Part of every persistent identifier this library mints: never change it after ingesting.
 code = {_toml_str(code)}
 # Tier in the network: national, provincial, municipal or county.

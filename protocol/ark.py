@@ -17,6 +17,7 @@ __all__ = [
     "parse",
     "validate_code",
     "validate_naan",
+    "validate_prefix",
 ]
 
 # The NOID "betanumeric" alphabet: digits and consonants except 'l' (too like '1'); 29 symbols, a
@@ -77,8 +78,8 @@ class Ark:
         return self.name[: -(BLADE_LENGTH + 1)]
 
 
-def mint(naan: str, code: str, entropy: bytes) -> Ark:
-    """A new opaque identifier under `naan` for library `code`, from caller-supplied randomness."""
+def validate_prefix(naan: str, code: str) -> None:
+    """A NAAN and library code that can mint checkable ids together."""
     validate_naan(naan)
     validate_code(code)
     if len(naan) + 1 + len(code) + BLADE_LENGTH + 1 > MAX_CHECKED_LENGTH:
@@ -86,6 +87,11 @@ def mint(naan: str, code: str, entropy: bytes) -> Ark:
             f"NAAN {naan!r} and library code {code!r} together are too long: "
             f"'NAAN/name' must fit in {MAX_CHECKED_LENGTH} characters for its check character"
         )
+
+
+def mint(naan: str, code: str, entropy: bytes) -> Ark:
+    """A new opaque identifier under `naan` for library `code`, from caller-supplied randomness."""
+    validate_prefix(naan, code)
     if len(entropy) < ENTROPY_BYTES:
         raise ValueError(f"mint needs {ENTROPY_BYTES} bytes of entropy")
     # 2**64 / 29**9 ≈ 1.3e6, so the modulo bias is below one part in a million.

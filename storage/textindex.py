@@ -60,8 +60,8 @@ _CJK: Final = (
 )
 _CJK_SPLIT: Final = re.compile(f"([{_CJK}]+)")
 # Letters and digits; everything else (punctuation, symbols, underscore, marks) separates tokens.
-# Code points in _CJK that this Python's Unicode tables do not assign yet still count as CJK.
 _WORD: Final = re.compile(r"[^\W_]+")
+# Code points in _CJK that this Python's Unicode tables do not assign yet still count as CJK.
 _SEPARATORS: Final = re.compile(f"(?:[^\\w{_CJK}]|_)+")
 _ASCII_SEPARATORS: Final = re.compile(r"[^0-9A-Za-z]+")
 # Common separators whose NFKC form holds no letter or digit: whitespace, ASCII, general, CJK and

@@ -16,7 +16,6 @@ import json
 import os
 import pstats
 import random
-import re
 import sqlite3
 import threading
 import time
@@ -27,7 +26,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.bench.common import Figure, Measure, Repeat, Settings, siku, siku_init, timed
+from tests.bench.common import (
+    Figure,
+    Measure,
+    Repeat,
+    Settings,
+    check_summary,
+    siku,
+    siku_init,
+    timed,
+)
 from tests.bench.dataset import CatalogueRow, catalogue_rows, write_catalogue_csv
 
 __all__ = ["CatalogueResult", "profile_ingest", "run_catalogue"]
@@ -38,7 +46,6 @@ SQLITE_BATCH = 500  # rows per transaction, as siku's BATCH_RECORDS
 # the rate is what matters, and the full set would make them dominate the run time.
 BASELINE_ROWS = 20_000
 SIGNED_MESSAGE_BYTES = 1_200  # about one record body of the generated catalogue
-_SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) failed")
 
 
 @dataclass(frozen=True)
@@ -59,13 +66,6 @@ def ingest_cli(home: Path, csv: Path, expected: int) -> float:
     seconds = time.perf_counter() - start
     check_summary(out, expected)
     return seconds
-
-
-def check_summary(out: str, expected: int) -> None:
-    """Fail loudly unless the CLI's summary line says every row was added."""
-    match = _SUMMARY.search(out)
-    if match is None or int(match.group(1)) != expected or int(match.group(4)) != 0:
-        raise RuntimeError(f"ingest did not add {expected} records: {out[-500:]!r}")
 
 
 def discover_rate(csv: Path, records: int) -> float:

@@ -25,6 +25,7 @@ __all__ = [
     "Measure",
     "Repeat",
     "Settings",
+    "check_summary",
     "drop_tree",
     "fmt",
     "free_port",
@@ -179,6 +180,16 @@ def siku(*args: str | os.PathLike[str], timeout: float = 3600) -> str:
             f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-2000:]}{done.stdout[-500:]}"
         )
     return done.stdout
+
+
+_SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) failed")
+
+
+def check_summary(out: str, expected: int) -> None:
+    """Fail loudly unless `siku ingest`'s summary line says all `expected` were added."""
+    match = _SUMMARY.search(out)
+    if match is None or int(match.group(1)) != expected or int(match.group(4)) != 0:
+        raise RuntimeError(f"siku ingest did not add {expected} resources: {out[-500:]!r}")
 
 
 def siku_init(home: Path) -> None:

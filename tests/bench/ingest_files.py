@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import subprocess
 import threading
 import time
@@ -33,6 +32,7 @@ from tests.bench.common import (
     Measure,
     Repeat,
     Settings,
+    check_summary,
     drop_tree,
     read_once,
     siku,
@@ -43,7 +43,6 @@ from tests.bench.dataset import FileDataset, make_file_dataset
 __all__ = ["run_ingest_files", "sha256_rate"]
 
 PROBE_THREADS = 2  # as siku's Ingester(workers=2)
-_SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) failed")
 
 
 def _settle() -> None:
@@ -59,9 +58,7 @@ def siku_ingest(data: FileDataset, home: Path) -> float:
     start = time.perf_counter()
     out = siku("ingest", "--quiet", "--home", home, data.csv)
     seconds = time.perf_counter() - start
-    match = _SUMMARY.search(out)
-    if match is None or int(match.group(1)) != data.count or int(match.group(4)) != 0:
-        raise RuntimeError(f"siku ingest did not add {data.count} resources: {out[-500:]!r}")
+    check_summary(out, data.count)
     stored = _chunk_bytes(home / "store" / "chunks")
     if stored != data.total_bytes:
         raise RuntimeError(f"chunk store holds {stored} bytes, expected {data.total_bytes}")

@@ -43,7 +43,7 @@ naans = st.text(alphabet="0123456789", min_size=5, max_size=9)
 # Strategies are built once, not inside composites: building and validating them per draw
 # costs more than drawing from them.
 _ROOM = {n: ark.MAX_CHECKED_LENGTH - n - 1 - ark.BLADE_LENGTH - 1 for n in range(5, 10)}
-_CODES = {
+CODES_BY_ROOM = {
     room: st.text(alphabet=ark.ALPHABET, min_size=2, max_size=room)
     | st.text(alphabet=ark.ALPHABET, min_size=room, max_size=room)
     for room in _ROOM.values()
@@ -55,7 +55,7 @@ def naans_and_codes(draw: st.DrawFn) -> tuple[str, str]:
     """A NAAN and a library code that `mint` accepts together; the longest ids are favoured,
     since that is where a check character is weakest."""
     naan = draw(naans)
-    return naan, draw(_CODES[_ROOM[len(naan)]])
+    return naan, draw(CODES_BY_ROOM[_ROOM[len(naan)]])
 
 
 @st.composite

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from protocol import ark
 from protocol.errors import IdentifierError, ProtocolError
 
-from .strategies import _CODES, arks, entropy, naans, naans_and_codes
+from .strategies import CODES_BY_ROOM, arks, entropy, naans, naans_and_codes
 
 ALPHABET = ark.ALPHABET
 
@@ -278,7 +278,7 @@ _BLADES = st.text(ALPHABET, min_size=ark.BLADE_LENGTH, max_size=ark.BLADE_LENGTH
 
 def _entropy_for(blade: str) -> bytes:
     """The entropy from which `mint` draws exactly this blade."""
-    n = sum(ALPHABET.index(c) * len(ALPHABET) ** i for i, c in enumerate(blade))
+    n: int = sum(ALPHABET.index(c) * len(ALPHABET) ** i for i, c in enumerate(blade))
     return n.to_bytes(ark.ENTROPY_BYTES, "big")
 
 
@@ -293,7 +293,7 @@ def test_names_of_different_library_codes_never_collide(
     # The most dangerous other codes are prefixes or extensions of this one, with blades chosen
     # so that their names spell out as much of `first` as they can.
     codes = {code1[:k] for k in range(2, len(code1))} | {stem1[:k] for k in range(2, room + 1)}
-    codes = {c for c in codes if c != code1} | {data.draw(_CODES[room])}
+    codes = {c for c in codes if c != code1} | {data.draw(CODES_BY_ROOM[room])}
     codes.discard(code1)
     for code2 in sorted(codes):
         blade2 = (stem1[len(code2) :] + data.draw(_BLADES))[: ark.BLADE_LENGTH]

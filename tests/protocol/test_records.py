@@ -12,6 +12,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,7 +104,7 @@ RICH = CatalogueRecord(
 TOMBSTONE = CatalogueRecord(pid=PID, origin=ORIGIN, version=Hlc(1_700_000_000_001), deleted=True)
 
 
-def _envelope(body: bytes, key: Any = KEY, kind: str = KIND_CATALOGUE) -> bytes:
+def _envelope(body: bytes, key: Ed25519PrivateKey = KEY, kind: str = KIND_CATALOGUE) -> bytes:
     """A correctly signed envelope around any body, so only the body's contents are at stake."""
     signer = public_key_bytes(key)
     return encode_envelope(SignedRecord(kind, body, signer, sign(key, signing_bytes(kind, body))))

@@ -241,6 +241,24 @@ def test_fts_syntax_injection_is_harmless(db: sqlite3.Connection, query: str) ->
     assert set(found) <= set(_search(db, "书"))  # at most what the literal 书 can find
 
 
+def test_the_largest_expression_a_query_can_produce_is_accepted(db: sqlite3.Connection) -> None:
+    # One term alternating 128 distinct letters and 128 distinct ideographs: 256 ANDed phrases.
+    letters = [
+        c
+        for c in map(chr, range(0x21, 0x500))
+        if c.isalnum() and unicodedata.normalize("NFKC", c) == c
+    ][:128]
+    query = "".join(letter + chr(0x4E00 + i) for i, letter in enumerate(letters))
+    assert len(query) == MAX_QUERY_CHARS
+    expression = match_expression(query)
+    assert expression is not None
+    assert expression.count(" AND ") == 255
+    assert _search(db, query) == []
+    # And the longest phrases: 16 terms of 15 characters each.
+    query = " ".join("".join(chr(0x4E00 + 15 * i + j) for j in range(15)) for i in range(16))
+    assert _search(db, query) == []
+
+
 def test_a_title_hit_ranks_above_a_description_hit(db: sqlite3.Connection) -> None:
     assert _search(db, "拓片") == [9, 10]
     assert _search(db, "rubbings") == [13, 14]
@@ -248,12 +266,14 @@ def test_a_title_hit_ranks_above_a_description_hit(db: sqlite3.Connection) -> No
 
 # --- properties -----------------------------------------------------------------------------------
 
-_REFERENCE_CJK = re.compile(
-    "[\u1100-\u11ff\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3041-\u3096"
-    "\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u3105-\u312f\u31a0-\u31bf\u31f0-\u31ff"
-    "\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97c\uac00-\ud7a3\ud7b0-\ud7c6\ud7cb-\ud7fb"
-    "\uf900-\ufaff\U0001b000-\U0001b16f\U00020000-\U0003ffff]"
-)
+_CJK_RANGES = [
+    (0x1100, 0x11FF), (0x3005, 0x3007), (0x3021, 0x3029), (0x3031, 0x3035), (0x3038, 0x303C),
+    (0x3041, 0x3096), (0x309D, 0x309F), (0x30A1, 0x30FA), (0x30FC, 0x30FF), (0x3105, 0x312F),
+    (0x31A0, 0x31BF), (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xA960, 0xA97C),
+    (0xAC00, 0xD7A3), (0xD7B0, 0xD7C6), (0xD7CB, 0xD7FB), (0xF900, 0xFAFF), (0x1B000, 0x1B16F),
+    (0x20000, 0x3FFFF),
+]  # fmt: skip
+_REFERENCE_CJK = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
 
 
 def _reference_index_text(text: str) -> str:
@@ -284,6 +304,22 @@ def _reference_index_text(text: str) -> str:
             flush()
     flush()
     return " ".join(tokens)
+
+
+def test_sqlite_keeps_every_cjk_character_as_one_unchanged_token() -> None:
+    # The design relies on this: a bigram we emit must be exactly one FTS5 token.
+    chars = [chr(c) for lo, hi in _CJK_RANGES for c in range(lo, hi + 1)]
+    db = _create()
+    db.execute("CREATE VIRTUAL TABLE vocab USING fts5vocab(search_fts, 'instance')")
+    size = 5000
+    for start in range(0, len(chars), size):
+        db.execute(
+            "INSERT INTO search_fts (rowid, title) VALUES (?, ?)",
+            (start, " ".join(chars[start : start + size])),
+        )
+    tokens = db.execute("SELECT doc + offset, term FROM vocab ORDER BY 1").fetchall()
+    assert [term for _, term in tokens] == chars
+    db.close()
 
 
 # Text that exercises the CJK paths: ideographs, kana, hangul, punctuation, full-width and
@@ -361,4 +397,17 @@ def test_any_cjk_substring_finds_the_text(case: tuple[str, str], column: int) ->
     _insert(db, 1, *columns)
     _insert(db, 2, "无关", "unrelated", "", "")
     assert 1 in _search(db, substring)
+    db.close()
+
+
+@given(
+    _mixed_text,
+    st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x4E08), min_size=1, max_size=8),
+)
+@settings(max_examples=300)
+def test_a_cjk_query_matches_exactly_the_texts_that_contain_it(text: str, query: str) -> None:
+    runs = re.findall(f"{_REFERENCE_CJK.pattern}+", unicodedata.normalize("NFKC", text))
+    db = _create()
+    _insert(db, 1, text, "", "", "")
+    assert (_search(db, query) == [1]) == any(query in run for run in runs)
     db.close()

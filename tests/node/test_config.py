@@ -1,0 +1,74 @@
+"""node.toml parsing: every error names the key; defaults are safe (loopback, no zeroconf)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from node.config import load_config, parse_config, render_config
+from node.errors import ConfigError
+
+HOME = Path("/srv/siku")
+
+
+def _data(**changes: object) -> dict[str, object]:
+    data = tomllib.loads(render_config(name="Test", code="620982", tier="county"))
+    for dotted, value in changes.items():
+        table, key = dotted.split("__")
+        data.setdefault(table, {})[key] = value  # type: ignore[index]
+    return data
+
+
+def test_rendered_config_round_trips_with_safe_defaults() -> None:
+    config = parse_config(_data(), HOME)
+    assert config.admin_listen.is_loopback and config.listen.host == "127.0.0.1"
+    assert config.zeroconf is False
+    assert config.quota_bytes == 4096 << 30
+    assert config.key_file == HOME / "keys" / "node.key"
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"node__tier": "village"}, "node.tier"),
+        ({"node__code": "AB"}, "node.code"),
+        ({"node__name": ""}, "node.name"),
+        ({"node__parent": "gopher://x"}, "node.parent"),
+        ({"http__listen": "8470"}, "http.listen"),
+        ({"http__admin_listen": "10.0.0.5:8471"}, "http.admin_listen"),
+        ({"http__max_body_bytes": 10}, "http.max_body_bytes"),
+        ({"storage__quota_gib": 0}, "storage.quota_gib"),
+        ({"storage__quota_gib": "4096"}, "storage.quota_gib"),
+        ({"storage__quota_gib": True}, "storage.quota_gib"),
+        ({"discovery__zeroconf": "yes"}, "discovery.zeroconf"),
+        ({"log__level": "loud"}, "log.level"),
+        ({"storage__quota_tb": 4}, "storage.quota_tb"),
+        ({"network__ark_naan": "12"}, "ark_naan"),
+    ],
+)
+def test_bad_values_name_their_key(change: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_data(**change), HOME)
+    assert key in info.value.message
+
+
+def test_unknown_table_and_remote_admin_opt_in() -> None:
+    with pytest.raises(ConfigError, match=r"\[peers\]"):
+        parse_config({**_data(), "peers": {}}, HOME)
+    config = parse_config(
+        _data(http__admin_listen="0.0.0.0:8471", http__admin_allow_remote=True), HOME
+    )
+    assert not config.admin_listen.is_loopback
+
+
+def test_missing_oversized_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="siku init"):
+        load_config(tmp_path)
+    (tmp_path / "node.toml").write_text("[node\nname=", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"node\.toml"):
+        load_config(tmp_path)
+    (tmp_path / "node.toml").write_bytes(b"#" * (300 * 1024))
+    with pytest.raises(ConfigError, match="larger"):
+        load_config(tmp_path)
