@@ -42,7 +42,10 @@ class Store:
         return cls(settings, db, chunks)
 
     async def close(self) -> None:
-        await self.db.close()
+        try:
+            await self.db.close()
+        finally:
+            await asyncio.to_thread(self.chunks.close)
 
     async def iter_range(self, entry: FileEntry, start: int, stop: int) -> AsyncIterator[bytes]:
         """Verified bytes [start, stop) of a file, one slice per chunk, read in a worker thread.

@@ -11,8 +11,9 @@ from storage.store import Store, StoreSettings
 
 
 def temp_files(home: Path) -> list[Path]:
+    """Whatever is left under the chunk store's temp folder (files or per-writer folders)."""
     tmp = home / "store" / "chunks" / "tmp"
-    return sorted(tmp.iterdir()) if tmp.exists() else []
+    return sorted(tmp.rglob("*")) if tmp.exists() else []
 
 
 async def _audit(home: Path) -> tuple[int, list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import json
@@ -315,8 +316,8 @@ def test_closed_store_refuses_puts_but_serves_reads(tmp_path: Path) -> None:
         opened.put(digest_of(b"b"), b"b")
 
 
-def test_flush_fsyncs_new_directories_once(
-    store: FileChunkStore, monkeypatch: pytest.MonkeyPatch
+def test_flush_without_syncfs_fsyncs_new_directories_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[str] = []
     real = storage.chunks._fsync_dir
@@ -326,9 +327,10 @@ def test_flush_fsyncs_new_directories_once(
         real(path)
 
     monkeypatch.setattr(storage.chunks, "_fsync_dir", record)
+    store = FileChunkStore(tmp_path, use_syncfs=False)
     data = b"durable"
     digest = digest_of(data)
-    leaf = str(chunk_path(Path(store.root), digest).parent)
+    leaf = str(chunk_path(tmp_path, digest).parent)
     store.put(digest, data)
     store.flush()
     # Leaf first, then the folders whose entries were created, then nothing more.
@@ -341,11 +343,13 @@ def test_flush_fsyncs_new_directories_once(
     assert store.put(digest, data) is False
     store.flush()
     assert synced == [leaf]
+    store.close()
 
 
-def test_failed_flush_keeps_directories_pending(
-    store: FileChunkStore, monkeypatch: pytest.MonkeyPatch
+def test_failed_flush_without_syncfs_keeps_directories_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = FileChunkStore(tmp_path, use_syncfs=False)
     real = storage.chunks._fsync_dir
 
     def broken(path: str) -> None:
@@ -365,6 +369,40 @@ def test_failed_flush_keeps_directories_pending(
     monkeypatch.setattr(storage.chunks, "_fsync_dir", record)
     store.flush()
     assert len(synced) == 3
+    store.close()
+
+
+@pytest.mark.skipif(storage.chunks._SYNCFS is None, reason="no syncfs(2) here")
+def test_flush_syncs_the_filesystem_once_per_batch(
+    store: FileChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = storage.chunks._SYNCFS
+    assert real is not None
+    calls: list[int] = []
+    failing = [True]
+
+    def record(fd: int) -> int:
+        calls.append(fd)
+        if failing[0]:
+            ctypes.set_errno(errno.EIO)
+            return -1
+        return real(fd)
+
+    monkeypatch.setattr(storage.chunks, "_SYNCFS", record)
+    store.flush()
+    assert calls == []  # nothing pending: no syscall
+    for i in range(20):
+        store.put(digest_of(b"%d" % i), b"%d" % i)
+    with pytest.raises(StorageError, match="durable"):
+        store.flush()
+    failing[0] = False
+    store.flush()  # the failed batch is still pending
+    assert len(calls) == 2
+    store.flush()
+    assert len(calls) == 2
+    assert store.put(digest_of(b"0"), b"0") is False
+    store.flush()
+    assert len(calls) == 3
 
 
 @pytest.mark.parametrize(
