@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
+from itertools import count, repeat
 
 from protocol.errors import IdentifierError
 
@@ -43,7 +45,8 @@ MAX_CHECKED_LENGTH = len(ALPHABET) - 1
 
 def check_char(text: str) -> str:
     """NCDA check character over `text` ("NAAN/name"): characters outside the alphabet count 0."""
-    total = sum(position * _ORDINAL.get(c, 0) for position, c in enumerate(text, start=1))
+    ordinals = map(_ORDINAL.get, text, repeat(0))
+    total = sum(map(operator.mul, count(1), ordinals))
     return ALPHABET[total % len(ALPHABET)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +35,7 @@ def node_id(public_key: bytes) -> str:
     return base64.b32encode(digest).decode("ascii").lower()
 
 
+@functools.lru_cache(maxsize=16)  # a node signs with one key, often: serialising costs ~10 µs
 def public_key_bytes(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 

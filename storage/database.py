@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -73,6 +74,9 @@ class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        # One connection: transactions of concurrent tasks take turns. (A read issued while
+        # another task's transaction is open sees that transaction's writes.)
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -114,17 +118,18 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (cancellation included)."""
-        try:
-            await self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise DatabaseError(f"cannot start a transaction: {e}") from e
-        try:
-            yield self.conn
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
-        try:
-            await self.conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            await self.conn.execute("ROLLBACK")
-            raise DatabaseError(f"commit failed: {e}") from e
+        async with self._write_lock:
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise DatabaseError(f"cannot start a transaction: {e}") from e
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            try:
+                await self.conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                await self.conn.execute("ROLLBACK")
+                raise DatabaseError(f"commit failed: {e}") from e

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import msgpack
@@ -27,6 +28,7 @@ from node.ingest.sources import SourceResource, discover
 from node.keys import Identity
 from protocol import ark
 from protocol.errors import ProtocolError
+from protocol.hlc import Hlc
 from protocol.records import (
     CatalogueRecord,
     FileEntry,
@@ -42,8 +44,18 @@ from storage.store import Store
 __all__ = ["IngestOptions", "IngestResult", "IngestSummary", "Ingester", "discover_all"]
 
 # Records committed per transaction, and resources prepared ahead of the committer.
-BATCH_RECORDS = 500
-MAX_IN_FLIGHT = 64
+BATCH_RECORDS = 1000
+MAX_IN_FLIGHT = 2000
+# A batch is committed when full, or this long after its first resource was ready.
+BATCH_SECONDS = 0.5
+# Versions reserved from the node's clock at a time.
+VERSION_RESERVE = 4 * BATCH_RECORDS
+# Resources parsed from the input per hop to the parsing thread.
+SOURCE_READ_AHEAD = 256
+# Threads copying files in. More than the cores: each spends much of its time waiting for
+# fsync, and the disk writes faster with several requests queued (measured here: 1 thread
+# 222 MiB/s, 2 threads 405, 4 threads 477 of 1 MiB write+fsync).
+IMPORT_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -131,7 +143,7 @@ class Ingester:
         code: str,
         options: IngestOptions,
         *,
-        workers: int = 2,
+        workers: int = IMPORT_WORKERS,
         on_bytes: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -144,6 +156,9 @@ class Ingester:
         self.on_bytes = on_bytes
         self.clock = clock
         self._claimed_bytes = 0
+        self._seen_fp: dict[bytes, str] = {}
+        self._minted: set[str] = set()
+        self._version_pool: list[Hlc] = []
 
     async def run(
         self, sources: Iterable[SourceResource | IngestError]
@@ -164,18 +179,22 @@ class Ingester:
         pool: ThreadPoolExecutor,
         queue: asyncio.Queue[_Prepared | IngestResult | None],
     ) -> None:
-        # Files of up to 2×workers resources are imported at once; the queue bounds the rest.
-        slots = asyncio.Semaphore(self.workers * 2)
+        # Input is parsed in a thread, a slice at a time, so the loop keeps committing.
+        # Files of up to `workers` resources are imported at once; the queue bounds the rest.
+        slots = asyncio.Semaphore(self.workers)
+        it = iter(sources)
         async with asyncio.TaskGroup() as tg:
-            for source in sources:
-                if isinstance(source, IngestError):
-                    await queue.put(IngestResult(source.source, "failed", message=source.detail))
-                    continue
-                if not source.files:
-                    await queue.put(_Prepared(source, ()))
-                    continue
-                await slots.acquire()
-                tg.create_task(self._prepare(source, pool, queue, slots))
+            while items := await asyncio.to_thread(lambda: list(islice(it, SOURCE_READ_AHEAD))):
+                for source in items:
+                    if isinstance(source, IngestError):
+                        await queue.put(
+                            IngestResult(source.source, "failed", message=source.detail)
+                        )
+                    elif not source.files:
+                        await queue.put(_Prepared(source, ()))
+                    else:
+                        await slots.acquire()
+                        tg.create_task(self._prepare(source, pool, queue, slots))
         await queue.put(None)
 
     async def _prepare(
@@ -221,29 +240,59 @@ class Ingester:
         queue: asyncio.Queue[_Prepared | IngestResult | None],
         results: asyncio.Queue[IngestResult | None],
     ) -> None:
-        done = False
-        while not done:
-            batch: list[_Prepared] = []
-            item = await queue.get()
-            while True:
-                if item is None:
-                    done = True
-                    break
-                if isinstance(item, IngestResult):
-                    await results.put(item)
-                else:
-                    batch.append(item)
-                if len(batch) >= BATCH_RECORDS or queue.empty():
-                    break
-                item = queue.get_nowait()
-            if batch:
-                for result in await self._commit(batch):
+        """Batches prepared resources and commits them. Batch N+1 is built (signed, CPU) while
+        batch N is written (database thread), and written only after N has committed."""
+        loop = asyncio.get_running_loop()
+        writing: asyncio.Task[list[IngestResult]] | None = None
+        async with asyncio.TaskGroup() as tg:
+            done = False
+            while not done:
+                batch: list[_Prepared] = []
+                item = await queue.get()
+                deadline = loop.time() + BATCH_SECONDS
+                while True:
+                    if item is None:
+                        done = True
+                        break
+                    if isinstance(item, IngestResult):
+                        await results.put(item)
+                    else:
+                        batch.append(item)
+                    if len(batch) >= BATCH_RECORDS:
+                        break
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        try:
+                            async with asyncio.timeout_at(deadline):
+                                item = await queue.get()
+                        except TimeoutError:
+                            break
+                if not batch:
+                    continue
+                if any(p.files for p in batch):
+                    # Chunks durable before any record that refers to them is committed.
+                    await asyncio.to_thread(self.store.chunks.flush)
+                records, early = await self._build(batch)
+                for result in early:
+                    await results.put(result)
+                if writing is not None:
+                    for result in await writing:
+                        await results.put(result)
+                writing = tg.create_task(self._write(records))
+            if writing is not None:
+                for result in await writing:
                     await results.put(result)
         await results.put(None)
 
-    async def _commit(self, batch: list[_Prepared]) -> list[IngestResult]:
-        if any(p.files for p in batch):
-            await asyncio.to_thread(self.store.chunks.flush)
+    async def _write(self, records: list[tuple[StoredRecord, IngestResult]]) -> list[IngestResult]:
+        await self.store.catalogue.put([r for r, _ in records])
+        return [r for _, r in records]
+
+    async def _build(
+        self, batch: list[_Prepared]
+    ) -> tuple[list[tuple[StoredRecord, IngestResult]], list[IngestResult]]:
+        """Signed records for a batch, and the results already known (failed, unchanged)."""
         drafts: list[tuple[_Prepared, Rights, str, bytes, bytes | None]] = []
         results: list[IngestResult] = []
         for p in batch:
@@ -258,7 +307,12 @@ class Ingester:
         by_fp, by_ck = await catalogue.ingested(
             [d[3] for d in drafts], [d[4] for d in drafts if d[4] is not None]
         )
-        versions = iter(await catalogue.reserve_versions(int(self.clock() * 1000), len(drafts)))
+        # The same input twice in one run is stored once (its batch may not be committed yet).
+        # But "same files, new metadata = update" applies only to resources from earlier
+        # runs: two resources of one run that happen to hold the same files stay two.
+        by_fp.update(self._seen_fp)
+        by_ck = {k: pid for k, pid in by_ck.items() if pid not in self._minted}
+        versions = iter(await self._versions(len(drafts)))
         fresh = iter(
             await self._mint(
                 sum(1 for d in drafts if d[3] not in by_fp and by_ck.get(d[4] or b"") is None)
@@ -293,7 +347,7 @@ class Ingester:
             except ProtocolError as e:
                 results.append(IngestResult(label, "failed", message=_message(e)))
                 continue
-            by_fp[fp] = pid  # the same input twice in one run is stored once
+            by_fp[fp] = self._seen_fp[fp] = pid
             signed = sign_catalogue(record, self.identity.key)
             records.append(
                 (
@@ -301,8 +355,7 @@ class Ingester:
                     IngestResult(label, status, pid, files=len(p.files), size=size),
                 )
             )
-        await catalogue.put([r for r, _ in records])
-        return results + [r for _, r in records]
+        return records, results
 
     def _rights(self, source: SourceResource) -> tuple[Rights, str]:
         o = self.options
@@ -320,13 +373,31 @@ class Ingester:
             raise IngestError(source.label, "access is 'embargoed' but no embargo date is given")
         return rights, source.collection or o.collection or ""
 
+    async def _versions(self, n: int) -> list[Hlc]:
+        """`n` fresh versions from a pool reserved in advance, so that building a batch does
+        not wait for the previous batch's write transaction to end."""
+        if len(self._version_pool) < n:
+            self._version_pool.extend(
+                await self.store.catalogue.reserve_versions(
+                    int(self.clock() * 1000), max(n, VERSION_RESERVE)
+                )
+            )
+        taken, self._version_pool = self._version_pool[:n], self._version_pool[n:]
+        return taken
+
     async def _mint(self, n: int) -> list[str]:
         """`n` new pids, none of which this store has ever held (tombstones included)."""
         pids: set[str] = set()
         while len(pids) < n:
-            while len(pids) < n:
-                pids.add(str(ark.mint(self.naan, self.code, os.urandom(ark.ENTROPY_BYTES))))
+            want = n - len(pids)
+            entropy = os.urandom(want * ark.ENTROPY_BYTES)
+            for i in range(want):
+                e = entropy[i * ark.ENTROPY_BYTES : (i + 1) * ark.ENTROPY_BYTES]
+                pid = str(ark.mint(self.naan, self.code, e))
+                if pid not in self._minted:
+                    pids.add(pid)
             pids -= await self.store.catalogue.existing_pids(list(pids))
+        self._minted |= pids
         return sorted(pids)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import json
 import mimetypes
 import os
@@ -678,14 +679,19 @@ def _check_license(source: str, text: str) -> str:
 
 def clean_text(value: str, source: str, max_bytes: int, *, what: str = "") -> str:
     """Normalise line ends, strip, NFC; reject control characters and over-long values."""
-    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n").strip())
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    text = value.strip()
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     label = f"{what}: " if what else ""
     bad = _CONTROL.search(text)
     if bad is not None:
         raise IngestError(
             source, f"{label}contains the control character U+{ord(bad.group()):04X}; remove it"
         )
-    if len(text.encode("utf-8")) > max_bytes:
+    # At most 4 bytes a character: only long values need encoding to be measured.
+    if len(text) * 4 > max_bytes and len(text.encode("utf-8")) > max_bytes:
         raise IngestError(source, f"{label}value is over {max_bytes // 1024} KiB")
     return text
 
@@ -697,6 +703,11 @@ def normalise_lang(tag: str, source: str, *, what: str = "") -> str:
     if len(tag) > 64 or _LANG_TAG.fullmatch(tag) is None:
         label = f"{what}: " if what else ""
         raise IngestError(source, f"{label}{tag!r} is not a language tag such as zh, zh-Hans or en")
+    return _conventional_case(tag)
+
+
+@functools.lru_cache(maxsize=256)  # a collection uses a handful of tags, row after row
+def _conventional_case(tag: str) -> str:
     subtags = tag.lower().split("-")
     for i in range(1, len(subtags)):
         if len(subtags[i - 1]) == 1:  # after a singleton (x-, u-, …) leave the rest alone

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench.catalogue import profile_ingest, run_catalogue
-from tests.bench.common import REPO, Figure, Repeat, Settings, drop_tree, log, machine_info
+from tests.bench.catalogue import CatalogueResult, profile_ingest, run_catalogue
+from tests.bench.common import (
+    REPO,
+    Figure,
+    Measure,
+    Repeat,
+    Settings,
+    drop_tree,
+    log,
+    machine_info,
+)
 from tests.bench.ingest_files import run_ingest_files
 from tests.bench.report import render, write_json
 from tests.bench.search import run_search
@@ -24,6 +36,7 @@ from tests.bench.search import run_search
 # Per benchmark: repeats stop early rather than pass this many seconds (see Repeat).
 BUDGET_SECONDS = 300.0
 QUICK_BUDGET_SECONDS = 10.0
+_EXCEPTION_LINE = re.compile(r"[\w.]+(Error|Exception): ")
 CREATED = ("files", "catalogue", "profile")  # what a run leaves in the workdir, unless --keep
 
 
@@ -62,22 +75,67 @@ def _load() -> str:
     return f"{one:.2f} (1 min), {five:.2f} (5 min)"
 
 
-def run(settings: Settings, only: str | None, budget: float) -> tuple[list[Figure], str | None]:
+def _failed(benchmark: str, error: Exception) -> Figure:
+    """The table row of a benchmark that could not finish (the traceback goes to stderr)."""
+    log(f"{benchmark} FAILED:\n{''.join(traceback.format_exception(error))}")
+    lines = [line.strip(" |") for line in str(error).splitlines() if line.strip(" |")] or [""]
+    # The first line says what failed; for a CLI failure, the last exception line in its
+    # stderr says what it died of.
+    reason = f"{type(error).__name__}: {lines[0]}"
+    died_of = [line for line in lines[1:] if _EXCEPTION_LINE.match(line)]
+    if died_of:
+        reason += f" … {died_of[-1]}"
+    return Figure(
+        benchmark=benchmark,
+        figure=Measure("failed", "", ()),
+        shown="FAILED (traceback on stderr)",
+        met=None,
+        notes=[f"failed: {reason}"[:600]],
+    )
+
+
+@dataclass
+class Outcome:
+    figures: list[Figure] = field(default_factory=list)
+    profile: str | None = None
+    failed: bool = False
+
+
+def run(settings: Settings, only: str | None, budget: float) -> Outcome:
+    """Each benchmark in turn; one that fails (say, a siku build in the middle of an edit)
+    becomes a FAILED row and the others still run."""
     repeat = Repeat(settings.runs, budget)
-    figures: list[Figure] = []
+    out = Outcome()
+
+    def guarded(benchmark: str, fn: Callable[[], list[Figure]]) -> None:
+        try:
+            out.figures += fn()
+        except Exception as e:  # reported in the table and on stderr, exit status 1
+            out.figures.append(_failed(benchmark, e))
+            out.failed = True
+
     if only in (None, "files"):
-        figures.append(run_ingest_files(settings, repeat))
+        guarded("file ingest", lambda: [run_ingest_files(settings, repeat)])
     if only in (None, "catalogue", "search"):
-        catalogue = run_catalogue(settings, repeat)
-        figures.append(catalogue.figure)
-        if only in (None, "search"):
+        catalogue: list[CatalogueResult] = []
+
+        def ingest() -> list[Figure]:
+            catalogue.append(run_catalogue(settings, repeat))
+            return [catalogue[0].figure]
+
+        guarded("catalogue-only ingest", ingest)
+        if only in (None, "search") and catalogue:
             log("search benchmark")
-            figures += run_search(settings, catalogue.home, settings.records, repeat)
-    profile = None
+            home = catalogue[0].home
+            guarded("search", lambda: run_search(settings, home, settings.records, repeat))
     if settings.profile:
         log(f"cProfile of an in-process ingest of {settings.profile_records:,} rows")
-        profile = profile_ingest(settings, settings.profile_records)
-    return figures, profile
+        try:
+            out.profile = profile_ingest(settings, settings.profile_records)
+        except Exception as e:  # as above
+            out.profile = f"cProfile pass failed: {_failed('cProfile', e).notes[0]}"
+            out.failed = True
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine["load average at start"] = _load()
     started = time.perf_counter()
     try:
-        figures, profile = run(settings, args.only, budget)
+        outcome = run(settings, args.only, budget)
+        figures, profile = outcome.figures, outcome.profile
     finally:
         if not settings.keep:
             for name in CREATED:
@@ -109,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = settings.workdir / "results.json"
     write_json(results, machine, figures, extra, profile)
     log(f"wrote {results}")
-    return 0
+    return 1 if outcome.failed else 0
 
 
 if __name__ == "__main__":

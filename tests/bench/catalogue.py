@@ -245,7 +245,7 @@ class _AllThreads:
         profiler.enable()  # replaces this hook for the rest of the thread's life
 
     def __enter__(self) -> _AllThreads:
-        threading.setprofile(self._start_thread)  # type: ignore[arg-type]
+        threading.setprofile(self._start_thread)
         self.main.enable()
         return self
 
@@ -256,7 +256,7 @@ class _AllThreads:
         tb: TracebackType | None,
     ) -> None:
         self.main.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
 
 
 async def _ingest_in_process(home: Path, csv: Path) -> dict[str, int]:
@@ -301,7 +301,7 @@ def _top(stats: pstats.Stats, sort: str, count: int, *restrictions: str | int) -
 def _idle_seconds(stats: pstats.Stats) -> float:
     """Own time of the functions that only wait (epoll, a worker's queue.get)."""
     raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-    return sum(v[2] for (_, _, name), v in raw.items() if name in IDLE_FUNCTIONS)
+    return float(sum(v[2] for (_, _, name), v in raw.items() if name in IDLE_FUNCTIONS))
 
 
 def _thread_stats(profiles: list[tuple[str, cProfile.Profile]], marker: str) -> pstats.Stats | None:

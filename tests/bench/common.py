@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import platform
 import re
@@ -43,6 +45,7 @@ MIB = 1 << 20
 BIN = Path(sys.executable).parent  # the venv's bin/: siku, bagit.py
 REPO = Path(__file__).resolve().parents[2]
 # Library code and tier every benchmark node is created with.
+PRODUCT_PACKAGES = ("protocol", "storage", "sync", "node")
 NODE_ARGS = ("--name", "Bench", "--code", "620982", "--tier", "county", "--quota-gib", "64")
 
 
@@ -243,6 +246,27 @@ def _disk_of(path: Path) -> str:
     return " ".join(lines[-1].split()[:3]) if len(lines) > 1 else "unknown"
 
 
+def code_version() -> str:
+    """Where the measured siku is imported from, its git HEAD, and a digest of its sources as
+    they are on disk (others may be editing them: the digest tells which state was measured)."""
+    spec = importlib.util.find_spec("node")
+    root = Path(spec.origin).parents[1] if spec and spec.origin else REPO
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    head = f"HEAD {done.stdout.strip()}" if done.returncode == 0 else "not a git checkout"
+    digest = hashlib.sha256()
+    for package in PRODUCT_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix in (".py", ".sql") and path.is_file():
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return f"{root} ({head}), sources sha256:{digest.hexdigest()[:12]}"
+
+
 def machine_info(workdir: Path) -> dict[str, str]:
     """Facts that the figures depend on, printed above the table."""
     import cryptography
@@ -255,4 +279,5 @@ def machine_info(workdir: Path) -> dict[str, str]:
         "cryptography": cryptography.__version__,
         "kernel": platform.release(),
         "workdir filesystem": f"{_disk_of(workdir)} ({workdir})",
+        "siku code": code_version(),
     }
