@@ -38,7 +38,7 @@ class StoredRecord:
     signed: SignedRecord
     record: CatalogueRecord
     fingerprint: bytes | None = None  # ingest input fingerprint, remembered for re-ingest
-    content_key: bytes | None = None
+    source_key: bytes | None = None  # the input's identity: same key, new version
 
 
 @dataclass(frozen=True)
@@ -209,10 +209,10 @@ class Catalogue:
                 "UPDATE chunks SET refs = refs - 1 WHERE digest = ?", [(d,) for d in released]
             )
             await conn.executemany(
-                "INSERT OR REPLACE INTO ingest_sources (fingerprint, pid, content_key)"
+                "INSERT OR REPLACE INTO ingest_sources (fingerprint, pid, source_key)"
                 " VALUES (?, ?, ?)",
                 [
-                    (item.fingerprint, item.record.pid, item.content_key)
+                    (item.fingerprint, item.record.pid, item.source_key)
                     for item in apply
                     if item.fingerprint is not None
                 ],
@@ -247,11 +247,11 @@ class Catalogue:
 
     @translate_errors
     async def ingested(
-        self, fingerprints: Sequence[bytes], content_keys: Sequence[bytes]
+        self, fingerprints: Sequence[bytes], source_keys: Sequence[bytes]
     ) -> tuple[dict[bytes, str], dict[bytes, str]]:
-        """What earlier ingests left: fingerprint → pid, and content key → live pid."""
+        """What earlier ingests left: fingerprint → pid, and source key → live pid."""
         by_fp: dict[bytes, str] = {}
-        by_ck: dict[bytes, str] = {}
+        by_key: dict[bytes, str] = {}
         for batch in _batches(list(fingerprints)):
             async with self.db.conn.execute(
                 "SELECT fingerprint, pid FROM ingest_sources"
@@ -259,15 +259,15 @@ class Catalogue:
                 batch,
             ) as cur:
                 by_fp.update({bytes(f): str(p) for f, p in await cur.fetchall()})
-        for batch in _batches(list(content_keys)):
+        for batch in _batches(list(source_keys)):
             async with self.db.conn.execute(
-                "SELECT s.content_key, s.pid FROM ingest_sources s JOIN records r ON r.pid = s.pid"
-                f" WHERE r.deleted = 0 AND s.content_key IN ({','.join('?' * len(batch))})"
+                "SELECT s.source_key, s.pid FROM ingest_sources s JOIN records r ON r.pid = s.pid"
+                f" WHERE r.deleted = 0 AND s.source_key IN ({','.join('?' * len(batch))})"
                 " ORDER BY r.hlc_wall, r.hlc_counter",
                 batch,
             ) as cur:
-                by_ck.update({bytes(k): str(p) for k, p in await cur.fetchall()})
-        return by_fp, by_ck
+                by_key.update({bytes(k): str(p) for k, p in await cur.fetchall()})
+        return by_fp, by_key
 
     @translate_errors
     async def next_version(self, now_ms: int) -> Hlc:

@@ -144,6 +144,14 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _read_exactly(fd: int, n: int) -> bytes:
+    parts = []
+    while n > 0 and (part := os.read(fd, n)):
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+
+
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
         written = os.write(fd, view)
@@ -353,19 +361,36 @@ class FileChunkStore:
                 f"chunk {hexdigest} is {len(view)} bytes, over the {self._max_chunk_size} limit"
             )
         final = self._path(hexdigest)
-        try:
-            os.stat(final)
-        except FileNotFoundError:
-            stored = self._write_new(hexdigest, view, final)
-        except OSError as exc:
-            raise _translate(exc, f"cannot look up chunk {hexdigest}") from exc
-        else:
+        if self._holds(hexdigest, final, view):
             stored = False
+        else:
+            stored = self._write_new(hexdigest, view, final)
         # Even when another writer stored the chunk, our caller's next flush must cover it: that
         # writer (maybe another process) may not have flushed yet.
         with self._dirty_lock:
             self._dirty.add(os.path.dirname(final))
         return stored
+
+    def _holds(self, hexdigest: str, final: str, view: memoryview) -> bool:
+        """True if `final` already holds exactly these bytes. A stored chunk that differs
+        (damaged since it was written) is quarantined, so the caller's good bytes replace it:
+        re-ingesting the original repairs the store instead of trusting the damaged copy."""
+        try:
+            fd = os.open(final, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _translate(exc, f"cannot look up chunk {hexdigest}") from exc
+        try:
+            stat = os.fstat(fd)
+            same = stat.st_size == len(view) and _read_exactly(fd, len(view)) == view
+        except OSError as exc:
+            raise _translate(exc, f"cannot read chunk {hexdigest}") from exc
+        finally:
+            os.close(fd)
+        if not same:
+            self._quarantine_file(hexdigest, final, stat)
+        return same
 
     def _write_new(self, hexdigest: str, view: memoryview, final: str) -> bool:
         fd, temp = self._create_temp()

@@ -125,11 +125,18 @@ def _fingerprint(
     return hashlib.sha256(b"siku/ingest-fingerprint/v1\x00" + body).digest()
 
 
-def _content_key(files: tuple[FileEntry, ...]) -> bytes | None:
-    if not files:
+def _source_key(source: SourceResource) -> bytes | None:
+    """Which earlier resource an input is a new version of: the one ingested with the same
+    dc:identifier (a library's own shelf or accession number), else from the same path. A CSV
+    row without an identifier has no identity beyond its content, so it never updates."""
+    identifiers = source.dc.get("identifier", ())
+    if identifiers:
+        key = "identifier:" + identifiers[0].value
+    elif source.origin_kind != "csv":
+        key = "path:" + source.label
+    else:
         return None
-    body = msgpack.packb(sorted([f.path, f.sha256] for f in files), use_bin_type=True)
-    return hashlib.sha256(b"siku/ingest-content/v1\x00" + body).digest()
+    return hashlib.sha256(b"siku/ingest-source/v1\x00" + key.encode("utf-8")).digest()
 
 
 class Ingester:
@@ -302,24 +309,23 @@ class Ingester:
                 results.append(IngestResult(p.source.label, "failed", message=_message(e)))
                 continue
             fp = _fingerprint(p.source, rights, collection, p.files)
-            drafts.append((p, rights, collection, fp, _content_key(p.files)))
+            drafts.append((p, rights, collection, fp, _source_key(p.source)))
         catalogue = self.store.catalogue
-        by_fp, by_ck = await catalogue.ingested(
+        by_fp, by_key = await catalogue.ingested(
             [d[3] for d in drafts], [d[4] for d in drafts if d[4] is not None]
         )
-        # The same input twice in one run is stored once (its batch may not be committed yet).
-        # But "same files, new metadata = update" applies only to resources from earlier
-        # runs: two resources of one run that happen to hold the same files stay two.
+        # The same input twice in one run is stored once (its batch may not be committed yet);
+        # an update is always of a resource from an earlier run.
         by_fp.update(self._seen_fp)
-        by_ck = {k: pid for k, pid in by_ck.items() if pid not in self._minted}
+        by_key = {k: pid for k, pid in by_key.items() if pid not in self._minted}
         versions = iter(await self._versions(len(drafts)))
         fresh = iter(
             await self._mint(
-                sum(1 for d in drafts if d[3] not in by_fp and by_ck.get(d[4] or b"") is None)
+                sum(1 for d in drafts if d[3] not in by_fp and by_key.get(d[4] or b"") is None)
             )
         )
         records: list[tuple[StoredRecord, IngestResult]] = []
-        for p, rights, collection, fp, ck in drafts:
+        for p, rights, collection, fp, key in drafts:
             label = p.source.label
             size = sum(f.size for f in p.files)
             if fp in by_fp:
@@ -327,10 +333,12 @@ class Ingester:
                     IngestResult(label, "unchanged", by_fp[fp], files=len(p.files), size=size)
                 )
                 continue
-            pid = by_ck.get(ck) if ck is not None else None
+            pid = by_key.get(key) if key is not None else None
             status = "updated" if pid else "added"
             if pid is None:
                 pid = next(fresh)
+            else:
+                rights, collection = await self._kept_rights(pid, p.source, rights, collection)
             try:
                 record = CatalogueRecord(
                     pid=pid,
@@ -351,11 +359,28 @@ class Ingester:
             signed = sign_catalogue(record, self.identity.key)
             records.append(
                 (
-                    StoredRecord(signed, record, fingerprint=fp, content_key=ck),
+                    StoredRecord(signed, record, fingerprint=fp, source_key=key),
                     IngestResult(label, status, pid, files=len(p.files), size=size),
                 )
             )
         return records, results
+
+    async def _kept_rights(
+        self, pid: str, source: SourceResource, rights: Rights, collection: str
+    ) -> tuple[Rights, str]:
+        """An update changes rights and collection only where the input says so: a new
+        version never opens a restricted resource by default."""
+        held = await self.store.catalogue.get(pid)
+        if held is None:
+            return rights, collection
+        old = held[1]
+        if source.access is None and self.options.access is None:
+            statement = source.rights or self.options.rights or old.rights.statement
+            license_ = source.license or self.options.license or old.rights.license
+            rights = Rights(old.rights.access, old.rights.embargo_until, statement, license_)
+        if source.collection is None and self.options.collection is None:
+            collection = old.collection
+        return rights, collection
 
     def _rights(self, source: SourceResource) -> tuple[Rights, str]:
         o = self.options

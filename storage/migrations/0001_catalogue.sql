@@ -32,9 +32,10 @@ CREATE TABLE chunks (
 CREATE TABLE ingest_sources (
     fingerprint BLOB PRIMARY KEY,      -- SHA-256 of the input's metadata and file digests
     pid         TEXT NOT NULL,
-    content_key BLOB                   -- SHA-256 of the file list alone (NULL: no files)
+    source_key  BLOB                   -- SHA-256 of the input's identity: its dc:identifier, else
+                                       -- its path (NULL: a CSV row without an identifier)
 ) WITHOUT ROWID;
-CREATE INDEX ingest_sources_content ON ingest_sources (content_key) WHERE content_key IS NOT NULL;
+CREATE INDEX ingest_sources_source ON ingest_sources (source_key) WHERE source_key IS NOT NULL;
 
 -- The node's hybrid logical clock, shared by the daemon and CLI processes.
 CREATE TABLE clock (

@@ -34,7 +34,7 @@ from tests.bench.report import render, write_json
 from tests.bench.search import run_search
 
 # Per benchmark: repeats stop early rather than pass this many seconds (see Repeat).
-BUDGET_SECONDS = 300.0
+BUDGET_SECONDS = 200.0
 QUICK_BUDGET_SECONDS = 10.0
 _EXCEPTION_LINE = re.compile(r"[\w.]+(Error|Exception): ")
 CREATED = ("files", "catalogue", "profile")  # what a run leaves in the workdir, unless --keep

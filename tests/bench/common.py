@@ -103,7 +103,7 @@ class Figure:
             return {
                 "name": m.name,
                 "unit": m.unit,
-                "median": m.value,
+                "median": m.value if m.samples else None,
                 "samples": list(m.samples),
                 "note": m.note,
             }
@@ -130,13 +130,12 @@ class Repeat:
     """Yields run numbers: `count` runs, fewer if repeating would pass a time budget.
 
     A benchmark that takes longer than its budget per run is run once rather than making the
-    whole invocation unbounded; the table then shows n=1 for it. `cut` records such cases.
+    whole invocation unbounded; the table then shows how many runs the median is of.
     """
 
     def __init__(self, count: int, budget_seconds: float) -> None:
         self.count = count
         self.budget = budget_seconds
-        self.cut: dict[str, int] = {}
 
     def runs(self, name: str) -> Iterator[int]:
         start = time.perf_counter()
@@ -148,7 +147,6 @@ class Repeat:
             spent = time.perf_counter() - start
             if number + 1 < self.count and spent + took > self.budget:
                 log(f"{name}: {took:.0f} s per run; stopping after {number + 1} (budget)")
-                self.cut[name] = number + 1
                 return
 
 

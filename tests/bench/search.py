@@ -322,6 +322,11 @@ def run_search(settings: Settings, home: Path, records: int, repeat: Repeat) -> 
         if qc.name in got.http:
             figures.append(_row(qc, "HTTP", got.http[qc.name], got.plain[qc.name]))
     figures[0].notes.append(
+        f"in-process: `await Catalogue.search(q, limit={LIMIT})` on one open Store, after "
+        f"{WARMUP_ROUNDS} warm-up rounds; over HTTP: `siku run` on 127.0.0.1, GET "
+        f"/api/v1/search?q=…&per_page={LIMIT} on one keep-alive connection, body read and parsed"
+    )
+    figures[0].notes.append(
         "baseline: the same count + bm25 top-20 queries on an in-memory FTS5 table with plain "
         "unicode61 over the same raw text, called synchronously (no thread hop); unicode61 "
         "keeps a run of Han characters as one token, so most CJK queries find nothing there"

@@ -250,3 +250,40 @@ def test_get_search_and_status_offline(tmp_path: Path, home: Path, siku: SikuRun
     typo = pid[:-3] + ("b" if pid[-3] != "b" else "c") + pid[-2:]
     proc = siku("get", "--home", str(home), typo, check=False)
     assert proc.returncode != 0 and "mistyped" in proc.stderr
+
+
+def test_same_files_elsewhere_are_a_new_resource_and_updates_keep_rights(
+    tmp_path: Path, home: Path, siku: SikuRunner
+) -> None:
+    folder = tmp_path / "r"
+    _write(folder / "secret.txt", "secret")
+    _write(folder / "metadata.json", json.dumps({"title": "Closed file", "access": "restricted"}))
+    first = _results(siku("ingest", "--json", "--home", str(home), str(folder)).stdout)[0]
+    # The same bytes ingested as a lone file are another resource, never an update of the first.
+    alone = _results(
+        siku("ingest", "--json", "--home", str(home), str(folder / "secret.txt")).stdout
+    )[0]
+    assert alone["status"] == "added" and alone["pid"] != first["pid"]
+    # A new version that does not mention access keeps the old access status.
+    _write(folder / "metadata.json", json.dumps({"title": "Closed file, retitled"}))
+    again = _results(siku("ingest", "--json", "--home", str(home), str(folder)).stdout)[0]
+    assert again["status"] == "updated" and again["pid"] == first["pid"]
+    shown = json.loads(siku("get", "--json", "--home", str(home), str(first["pid"])).stdout)
+    assert shown["rights"]["access"] == "restricted"
+    assert shown["dc"]["title"][0]["value"] == "Closed file, retitled"
+
+
+def test_csv_rows_with_an_identifier_are_updated_in_place(
+    tmp_path: Path, home: Path, siku: SikuRunner
+) -> None:
+    csv = tmp_path / "c.csv"
+    _write(csv, "identifier,title\nDHX-1,Old\nDHX-2,Other\n")
+    pids = {
+        r["label"]: r["pid"]
+        for r in _results(siku("ingest", "--json", "--home", str(home), str(csv)).stdout)
+    }
+    _write(csv, "identifier,title\nDHX-1,New\nDHX-2,Other\n")
+    second = _results(siku("ingest", "--json", "--home", str(home), str(csv)).stdout)
+    assert sorted(r["status"] for r in second) == ["unchanged", "updated"]
+    assert {r["pid"] for r in second} == set(pids.values())
+    assert record_count(home) == 2

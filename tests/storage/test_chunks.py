@@ -575,3 +575,16 @@ def test_property_any_single_byte_flip_is_detected(
     with pytest.raises(IntegrityError):
         shared_store.get(digest)
     assert not shared_store.has(digest)
+
+
+def test_put_of_a_damaged_chunk_repairs_it(store: FileChunkStore, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    digest = digest_of(data)
+    assert store.put(digest, data) is True
+    damage(chunk_path(tmp_path / "chunks", digest), lambda b: b[:-1] + bytes([b[-1] ^ 1]))
+    # The caller holds the right bytes: the damaged copy is moved aside and replaced.
+    assert store.put(digest, data) is True
+    assert store.get(digest) == data
+    assert len(list((tmp_path / "chunks" / "quarantine").iterdir())) == 1
+    # An intact chunk is left alone.
+    assert store.put(digest, data) is False
