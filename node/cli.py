@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, render_config
-from node.errors import NodeError
+from node.errors import ConfigError, HomeError, IngestError, NodeError
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
 from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
 from node.progress import Progress
@@ -82,15 +82,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     # Validate everything before touching the disk.
     config = parse_config(tomllib.loads(text), home.resolve())
     if (home / CONFIG_FILE).exists() and not args.force:
-        raise NodeError(
+        raise HomeError(
             f"{home} is already a siku home (it has {CONFIG_FILE}); use --force to replace it"
-            " (the old store is kept aside, not deleted)"
+            " (the old store and keys are kept aside, not deleted)"
         )
     home.mkdir(mode=0o750, parents=True, exist_ok=True)
-    if args.force and config.store.root.exists():
-        aside = config.store.root.with_name(f"store.replaced-{int(time.time())}")
-        config.store.root.rename(aside)
-        _out(f"kept the previous store at {aside}")
+    if args.force:
+        # The old records are signed by the old key: keep both, side by side, never delete.
+        stamp = int(time.time())
+        for old in (config.store.root, config.key_file.parent):
+            if old.exists():
+                aside = old.with_name(f"{old.name}.replaced-{stamp}")
+                old.rename(aside)
+                _out(f"kept the previous {old.name} at {aside}")
     identity = create_identity(config.key_file, force=args.force)
     create_admin_token(config.token_file, force=args.force)
     tmp = home / (CONFIG_FILE + ".tmp")
@@ -152,7 +156,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths]
     for p in paths:
         if not p.exists():
-            raise NodeError(f"{p}: no such file or folder")
+            raise IngestError(str(p), "no such file or folder")
     progress = Progress("ingest", enabled=None if not args.quiet else False)
     summary = IngestSummary()
 
@@ -167,12 +171,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 options,
                 on_bytes=progress.add_bytes,
             )
-            async for result in ingester.run(discover_all(paths)):
-                summary.add(result)
-                progress.add_item()
-                if not args.quiet or result.status == "failed":
-                    progress.clear()
-                    _print_result(result, args.json)
+
+            def waiting() -> None:
+                sys.stderr.write("siku: waiting for another ingest into this node to finish\n")
+
+            async with store.exclusive("ingest", on_wait=waiting):
+                async for result in ingester.run(discover_all(paths)):
+                    summary.add(result)
+                    progress.add_item()
+                    if not args.quiet or result.status == "failed":
+                        progress.clear()
+                        _print_result(result, args.json)
         finally:
             await store.close()
 
@@ -359,6 +368,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(Path(args.home))
     status = asyncio.run(_daemon_status(config))
     running = status is not None
+    if status is None and args.require_daemon:
+        sys.stderr.write(f"siku: the daemon is not answering at {config.admin_listen.url()}\n")
+        return EX_UNAVAILABLE
     if status is None:  # not running: read the store directly
         identity = load_identity(config.key_file)
 
@@ -539,6 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="identity, counts and storage; from the daemon if it runs")
     home(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--require-daemon",
+        action="store_true",
+        help="exit 69 unless the daemon answers (for health checks)",
+    )
     p.set_defaults(fn=cmd_status)
 
     p = sub.add_parser("demo", help="set up a demo node with the sample collection and run it")
@@ -559,15 +576,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         rc: int = args.fn(args)
-    except NodeError as e:
-        sys.stderr.write(f"siku: {e.message}\n")
-        return EX_CONFIG if e.code in ("config-error", "home-error") else EX_FAIL
-    except (StorageError, ProtocolError) as e:
-        sys.stderr.write(f"siku: {e.message}\n")
-        return EX_FAIL
     except KeyboardInterrupt:
         return 130
+    except (NodeError, StorageError, ProtocolError, OSError, BaseExceptionGroup) as raised:
+        # Raised directly or from inside a TaskGroup: either way, a sentence, not a traceback.
+        error = _first_leaf(raised)
+        if not isinstance(error, NodeError | StorageError | ProtocolError | OSError):
+            raise  # a bug: let it be seen whole
+        sys.stderr.write(f"siku: {_describe(error)}\n")
+        return _exit_code(error)
     return rc
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and not isinstance(error, NodeError | StorageError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}"
+    return str(getattr(error, "message", error))
+
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, IngestError):
+        return EX_DATAERR
+    if isinstance(error, ConfigError | HomeError):
+        return EX_CONFIG
+    return EX_FAIL
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,8 +155,8 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     n, net, http, st, disc, lg = tables.values()
 
     name = n.get("name", str).strip()
-    if not name or len(name) > 200:
-        raise ConfigError("node.name must be 1 to 200 characters")
+    if not name or len(name) > 200 or not name.isprintable():
+        raise ConfigError("node.name must be 1 to 200 printable characters on one line")
     tier = n.get("tier", str)
     if tier not in TIERS:
         raise ConfigError(f"node.tier must be one of {', '.join(TIERS)}, not {tier!r}")
@@ -205,7 +206,8 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
 
 
 def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # JSON string escapes (\", \\, \n, \uXXXX, ...) are all valid in a TOML basic string.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def render_config(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,25 @@ class Store:
             await self.db.close()
         finally:
             await asyncio.to_thread(self.chunks.close)
+
+    @asynccontextmanager
+    async def exclusive(
+        self, name: str, on_wait: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold an advisory lock shared by every process using this store (flock on
+        `root/NAME.lock`) while the block runs; `on_wait` is called if another holder must
+        finish first. Ingest takes it so that two ingests of one input cannot both add it."""
+        fd = os.open(self.settings.root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     async def iter_range(self, entry: FileEntry, start: int, stop: int) -> AsyncIterator[bytes]:
         """Verified bytes [start, stop) of a file, one slice per chunk, read in a worker thread.

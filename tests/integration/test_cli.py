@@ -51,11 +51,14 @@ def test_init_refuses_an_existing_home_unless_forced(home: Path, siku: SikuRunne
     key_before = (home / "keys" / "node.key").read_bytes()
     args = ["init", "--home", str(home), "--name", "X", "--code", "620982", "--tier", "county"]
     proc = siku(*args, check=False)
-    assert proc.returncode == 1 and "--force" in proc.stderr
+    assert proc.returncode == EX_CONFIG and "--force" in proc.stderr
     assert (home / "keys" / "node.key").read_bytes() == key_before
     siku(*args, "--force")
     assert (home / "keys" / "node.key").read_bytes() != key_before
     assert list(home.glob("store.replaced-*")), "the old store must be kept aside"
+    # ...and the key that signed its records with it.
+    (kept,) = home.glob("keys.replaced-*")
+    assert (kept / "node.key").read_bytes() == key_before
 
 
 def test_init_rejects_bad_settings_and_writes_nothing(tmp_path: Path, siku: SikuRunner) -> None:
@@ -179,7 +182,7 @@ def test_non_utf8_csv_and_missing_path_are_refused(
     assert proc.returncode == EX_DATAERR and "gbk.csv" in proc.stderr
     assert "GB18030" in proc.stderr
     proc = siku("ingest", "--home", str(home), str(tmp_path / "nothing"), check=False)
-    assert proc.returncode != 0 and "no such file" in proc.stderr
+    assert proc.returncode == EX_DATAERR and "no such file" in proc.stderr
     assert record_count(home) == 0
 
 
@@ -287,3 +290,65 @@ def test_csv_rows_with_an_identifier_are_updated_in_place(
     assert sorted(r["status"] for r in second) == ["unchanged", "updated"]
     assert {r["pid"] for r in second} == set(pids.values())
     assert record_count(home) == 2
+
+
+def test_two_ingests_of_one_input_at_once_add_it_once(
+    tmp_path: Path, home: Path, siku: SikuRunner
+) -> None:
+    import subprocess
+
+    from tests.conftest import siku_command, siku_env
+
+    folder = tmp_path / "dup"
+    _write(folder / "a.bin", os.urandom(3_000_000))
+    _write(folder / "metadata.json", json.dumps({"title": "One volume"}))
+    procs = [
+        subprocess.Popen(
+            siku_command("ingest", "--json", "--home", str(home), str(folder)),
+            env=siku_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    statuses = sorted(r["status"] for out in outputs for r in _results(out))
+    assert statuses == ["added", "unchanged"]
+    assert record_count(home) == 1
+
+
+def test_status_require_daemon_fails_when_it_is_down(home: Path, siku: SikuRunner) -> None:
+    proc = siku("status", "--require-daemon", "--home", str(home), check=False)
+    assert proc.returncode == 69 and "not answering" in proc.stderr
+
+
+def test_errors_reach_the_user_as_sentences(tmp_path: Path, home: Path, siku: SikuRunner) -> None:
+    data = _write(tmp_path / "x.txt", "x")
+    pid = _results(siku("ingest", "--json", "--home", str(home), str(data)).stdout)[0]["pid"]
+    proc = siku(
+        "get",
+        "--home",
+        str(home),
+        str(pid),
+        "--file",
+        "x.txt",
+        "-o",
+        str(tmp_path / "no" / "such" / "dir" / "x.txt"),
+        check=False,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "No such file" in proc.stderr
+    proc = siku(
+        "init",
+        "--home",
+        "/proc/siku-cannot-be-here",
+        "--name",
+        "X",
+        "--code",
+        "620982",
+        "--tier",
+        "county",
+        check=False,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
