@@ -1,3 +1,3 @@
 """The composition root: config, keys, CLI, daemon, HTTP surfaces, ingest of local input."""
 
-__all__ = ["cli", "config", "context", "daemon", "errors", "keys"]
+__all__ = ["cli", "config", "context", "daemon", "errors", "http", "ingest", "keys", "progress"]

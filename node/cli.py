@@ -21,11 +21,11 @@ from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, r
 from node.errors import ConfigError, HomeError, IngestError, NodeError
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
 from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
-from node.progress import Progress
+from node.progress import Progress, format_size
 from protocol import ark
 from protocol.errors import ProtocolError
 from protocol.identity import node_id
-from protocol.records import ACCESS_VALUES, Rights
+from protocol.records import ACCESS_VALUES, Rights, validate_collection
 from storage.catalogue import SearchPage
 from storage.errors import StorageError
 from storage.store import Store
@@ -52,15 +52,6 @@ def _out(text: str = "") -> None:
 
 def _json(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 # --- init ---------------------------------------------------------------------------------------
@@ -128,6 +119,7 @@ def _options(args: argparse.Namespace) -> IngestOptions:
     if args.access == "embargoed" and embargo is None:
         raise NodeError("--access embargoed needs --embargo-until YYYY-MM-DD")
     try:  # the same checks a record makes, before any work is done
+        validate_collection(args.collection or "")
         Rights(
             access=args.access or "open",
             embargo_until=embargo if args.access == "embargoed" else None,
@@ -339,7 +331,7 @@ def _print_record(view: dict[str, Any]) -> None:
             _out(f"  {key:<12}{r[key]}")
     for f in view["files"]:
         _out(
-            f"  file        {f['path']}  {_size(f['size'])}  {f['media_type']}"
+            f"  file        {f['path']}  {format_size(f['size'])}  {f['media_type']}"
             f"  sha256:{f['sha256'][:16]}…"
         )
 
@@ -414,10 +406,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         _out(f"  daemon    not running (start it with: siku run --home {args.home})")
     _out(
         f"  records   {c['records']} ({c['deleted']} deleted), {c['files']} files,"
-        f" {_size(c['content_bytes'])}"
+        f" {format_size(c['content_bytes'])}"
     )
     pct = 100 * s["used_bytes"] / s["quota_bytes"] if s["quota_bytes"] else 0
-    _out(f"  storage   {_size(s['used_bytes'])} of {_size(s['quota_bytes'])} quota ({pct:.2f} %)")
+    used, quota = format_size(s["used_bytes"]), format_size(s["quota_bytes"])
+    _out(f"  storage   {used} of {quota} quota ({pct:.2f} %)")
     return EX_OK
 
 

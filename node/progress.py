@@ -7,12 +7,13 @@ import threading
 import time
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "format_size"]
 
 REDRAW_SECONDS = 0.1
 
 
-def _size(n: float) -> str:
+def format_size(n: float) -> str:
+    """Bytes for people: 512 B, 1.5 MiB, 3.9 TiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -51,8 +52,8 @@ class Progress:
         elapsed = max(now - self._start, 1e-6)
         rate = self.bytes / elapsed
         line = (
-            f"\r{self.label}: {self.items} resources, {_size(self.bytes)}"
-            f" ({_size(rate)}/s, {self.items / elapsed:.0f}/s) "
+            f"\r{self.label}: {self.items} resources, {format_size(self.bytes)}"
+            f" ({format_size(rate)}/s, {self.items / elapsed:.0f}/s) "
         )
         self.stream.write(line)
         self.stream.flush()

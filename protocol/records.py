@@ -47,6 +47,7 @@ __all__ = [
     "encode_envelope",
     "sign_catalogue",
     "signing_bytes",
+    "validate_collection",
     "validate_file_path",
 ]
 
@@ -107,6 +108,16 @@ def _text(value: object, what: str, limit: int, *, multiline: bool = False) -> s
     if not unicodedata.is_normalized("NFC", value):
         raise ValidationError(f"{what} is not in Unicode NFC form")
     return value
+
+
+def validate_collection(collection: str) -> str:
+    """A collection name: a short slug ("local-gazetteers"), or "" for none."""
+    if collection and not _COLLECTION.fullmatch(collection):
+        raise ValidationError(
+            f"collection {collection!r} must be lower-case letters, digits, '.', '_', '-'"
+            " (e.g. local-gazetteers), at most 128 characters"
+        )
+    return collection
 
 
 def validate_file_path(path: str) -> str:
@@ -230,10 +241,7 @@ class CatalogueRecord:
         if any(len(v) > MAX_VALUES_PER_ELEMENT for v in dc.values()):
             raise ValidationError("too many values for one Dublin Core element")
         object.__setattr__(self, "dc", dc)
-        if self.collection and not _COLLECTION.fullmatch(self.collection):
-            raise ValidationError(
-                f"collection {self.collection!r} must be lower-case letters, digits, '.', '_', '-'"
-            )
+        validate_collection(self.collection)
         if len(self.files) > MAX_FILES:
             raise ValidationError(f"more than {MAX_FILES} files")
         paths = [f.path for f in self.files]

@@ -311,11 +311,6 @@ class Catalogue:
         # Re-verified on every read: a damaged or tampered database row is never served.
         return decode_catalogue(bytes(row[0]))
 
-    @translate_errors
-    async def pid_exists(self, pid: str) -> bool:
-        async with self.db.conn.execute("SELECT 1 FROM records WHERE pid = ?", (pid,)) as cur:
-            return await cur.fetchone() is not None
-
     async def search(self, query: str, *, limit: int = 20, offset: int = 0) -> SearchPage:
         """Ranked full-text search; raises ValueError for a query over the bounds."""
         limit = max(1, min(limit, MAX_PAGE_SIZE))

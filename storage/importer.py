@@ -16,7 +16,7 @@ from protocol.records import CHUNK_SIZE, ChunkRef, FileEntry
 from storage.chunks import ChunkStore
 from storage.errors import StorageError
 
-__all__ = ["DigestMismatchError", "SourceReadError", "import_file"]
+__all__ = ["DigestMismatchError", "SourceReadError", "import_file", "new_bytes"]
 
 
 class SourceReadError(StorageError):
@@ -95,3 +95,29 @@ def _read_full(fd: int, view: memoryview, source: Path) -> int:
             break
         got += n
     return got
+
+
+def new_bytes(store: ChunkStore, source: Path) -> int:
+    """Bytes that importing `source` would add: the sizes of its chunks not yet stored.
+
+    Reads and hashes the file without storing anything; used when a quota is nearly full,
+    where an ingest of already-stored content must still be allowed."""
+    total = 0
+    seen: set[bytes] = set()
+    try:
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise SourceReadError(f"{source}: cannot open: {e.strerror}") from e
+    try:
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        while n := _read_full(fd, view, source):
+            digest = hashlib.sha256(view[:n]).digest()
+            if digest not in seen and not store.has(digest):
+                total += n
+            seen.add(digest)
+            if n < CHUNK_SIZE:
+                break
+    finally:
+        os.close(fd)
+    return total

@@ -49,8 +49,6 @@ RECORD_MSGPACK = "application/vnd.siku.record+msgpack"
 DEFAULT_PER_PAGE = 20
 _NUMBER = re.compile(r"[0-9]{1,9}")
 
-CTX_KEY = web.AppKey("siku.ctx", NodeContext)
-
 
 def record_url(pid: str) -> str:
     return f"/api/v1/records/{pid}"
@@ -327,7 +325,6 @@ def build_public_app(ctx: NodeContext) -> web.Application:
     app = web.Application(
         client_max_size=ctx.config.max_body_bytes, middlewares=[problem_middleware]
     )
-    app[CTX_KEY] = ctx
     api = _PublicApi(ctx)
     app.router.add_get("/api/v1/search", api.search)
     app.router.add_get("/api/v1/records/{pid:.+}", api.record)

@@ -1,0 +1,3 @@
+"""`siku ingest`: reading what a librarian points at (sources) and storing it (pipeline)."""
+
+__all__ = ["bagit", "pipeline", "sources"]

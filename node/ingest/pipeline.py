@@ -38,7 +38,7 @@ from protocol.records import (
 )
 from storage.catalogue import StoredRecord
 from storage.errors import StorageError
-from storage.importer import import_file
+from storage.importer import import_file, new_bytes
 from storage.store import Store
 
 __all__ = ["IngestOptions", "IngestResult", "IngestSummary", "Ingester", "discover_all"]
@@ -212,15 +212,27 @@ class Ingester:
         slots: asyncio.Semaphore,
     ) -> None:
         try:
+            # Metadata is checked before any byte is copied: a bad row costs no disk.
+            self._check_draft(source)
+            loop = asyncio.get_running_loop()
             size = sum(f.size for f in source.files)
             quota = self.store.settings.quota_bytes
             if self._claimed_bytes + size > quota:
-                raise IngestError(
-                    source.label,
-                    f"storing {size} bytes would pass the node's quota of {quota} bytes",
+                # Near the quota, count exactly: content already stored costs nothing.
+                size = sum(
+                    await asyncio.gather(
+                        *(
+                            loop.run_in_executor(pool, new_bytes, self.store.chunks, f.source)
+                            for f in source.files
+                        )
+                    )
                 )
+                if self._claimed_bytes + size > quota:
+                    raise IngestError(
+                        source.label,
+                        f"storing {size} new bytes would pass the node's quota of {quota} bytes",
+                    )
             self._claimed_bytes += size
-            loop = asyncio.get_running_loop()
             entries = await asyncio.gather(
                 *(
                     loop.run_in_executor(
@@ -344,10 +356,7 @@ class Ingester:
                     pid=pid,
                     origin=self.identity.public_key,
                     version=next(versions),
-                    dc={
-                        k: tuple(LangString(v.value, v.lang) for v in vs)
-                        for k, vs in p.source.dc.items()
-                    },
+                    dc=_dc(p.source),
                     collection=collection,
                     rights=rights,
                     files=p.files,
@@ -364,6 +373,18 @@ class Ingester:
                 )
             )
         return records, results
+
+    def _check_draft(self, source: SourceResource) -> None:
+        """Raise what building this resource's record would raise, files aside."""
+        rights, collection = self._rights(source)
+        CatalogueRecord(
+            pid=_PLACEHOLDER_PID,
+            origin=self.identity.public_key,
+            version=Hlc(0),
+            dc=_dc(source),
+            collection=collection,
+            rights=rights,
+        )
 
     async def _kept_rights(
         self, pid: str, source: SourceResource, rights: Rights, collection: str
@@ -424,6 +445,13 @@ class Ingester:
             pids -= await self.store.catalogue.existing_pids(list(pids))
         self._minted |= pids
         return sorted(pids)
+
+
+_PLACEHOLDER_PID = str(ark.mint("99999", "00", bytes(ark.ENTROPY_BYTES)))
+
+
+def _dc(source: SourceResource) -> dict[str, tuple[LangString, ...]]:
+    return {k: tuple(LangString(v.value, v.lang) for v in vs) for k, vs in source.dc.items()}
 
 
 def _message(error: Exception) -> str:

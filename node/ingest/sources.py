@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 from urllib.parse import urlsplit
 
 from node.errors import IngestError
+from protocol.records import ACCESS_VALUES, DC_ELEMENTS
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -59,24 +60,6 @@ __all__ = [
     "discover",
 ]
 
-DC_ELEMENTS = (
-    "title",
-    "creator",
-    "subject",
-    "description",
-    "publisher",
-    "contributor",
-    "date",
-    "type",
-    "format",
-    "identifier",
-    "source",
-    "language",
-    "relation",
-    "coverage",
-    "rights",
-)
-ACCESS_VALUES = ("open", "network", "onsite", "restricted", "embargoed")
 # The twelve statements of https://rightsstatements.org/page/1.0/ (the vocabulary is frozen).
 RIGHTS_STATEMENT_IDS = frozenset(
     {

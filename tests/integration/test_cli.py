@@ -186,17 +186,6 @@ def test_non_utf8_csv_and_missing_path_are_refused(
     assert record_count(home) == 0
 
 
-def test_quota_is_never_exceeded(tmp_path: Path, home: Path, siku: SikuRunner) -> None:
-    config = home / "node.toml"
-    config.write_text(config.read_text("utf-8").replace("quota_gib = 8", "quota_gib = 1"), "utf-8")
-    big = tmp_path / "big.bin"
-    with big.open("wb") as f:  # sparse: 2 GiB on paper, nothing on disk
-        f.truncate(2 << 30)
-    proc = siku("ingest", "--home", str(home), str(big), check=False)
-    assert proc.returncode == EX_DATAERR and "quota" in proc.stderr
-    assert record_count(home) == 0
-
-
 def test_cli_options_fill_in_rights_and_are_validated(
     tmp_path: Path, home: Path, siku: SikuRunner
 ) -> None:
@@ -205,6 +194,10 @@ def test_cli_options_fill_in_rights_and_are_validated(
     assert proc.returncode != 0 and "--embargo-until" in proc.stderr
     proc = siku("ingest", "--home", str(home), str(item), "--rights", "http://x.org/", check=False)
     assert proc.returncode != 0 and "RightsStatements" in proc.stderr
+    proc = siku(
+        "ingest", "--home", str(home), str(item), "--collection", "Local History", check=False
+    )
+    assert proc.returncode != 0 and "collection" in proc.stderr
     assert record_count(home) == 0
     out = siku(
         "ingest",
