@@ -19,12 +19,12 @@ import aiohttp
 
 from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, render_config
 from node.errors import ConfigError, HomeError, IngestError, NodeError
+from node.http.public import record_json
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
 from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
 from node.progress import Progress, format_size
 from protocol import ark
 from protocol.errors import ProtocolError
-from protocol.identity import node_id
 from protocol.records import ACCESS_VALUES, Rights, validate_collection
 from storage.catalogue import SearchPage
 from storage.errors import StorageError
@@ -258,34 +258,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         got = await store.catalogue.get(pid)
         if got is None:
             raise NodeError(f"{pid}: this node holds no such record")
-        _, record = got
+        signed, record = got
         if args.file is None:
-            view = {
-                "pid": record.pid,
-                "origin": node_id(record.origin),
-                "version": str(record.version),
-                "deleted": record.deleted,
-                "dc": {
-                    k: [{"value": v.value, "lang": v.lang} for v in vs]
-                    for k, vs in record.dc.items()
-                },
-                "collection": record.collection,
-                "rights": {
-                    "access": record.rights.access,
-                    "embargo_until": record.rights.embargo_until,
-                    "statement": record.rights.statement,
-                    "license": record.rights.license,
-                },
-                "files": [
-                    {
-                        "path": f.path,
-                        "size": f.size,
-                        "media_type": f.media_type,
-                        "sha256": f.sha256.hex(),
-                    }
-                    for f in record.files
-                ],
-            }
+            view = record_json(signed, record, dt.date.today())
             if args.json:
                 _json(view)
             else:
