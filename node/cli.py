@@ -15,11 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, render_config
 from node.errors import ConfigError, HomeError, IngestError, NodeError
-from node.http.public import record_json
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
 from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
 from node.progress import Progress, format_size
@@ -260,6 +257,8 @@ def cmd_get(args: argparse.Namespace) -> int:
             raise NodeError(f"{pid}: this node holds no such record")
         signed, record = got
         if args.file is None:
+            from node.http.public import record_json
+
             view = record_json(signed, record, dt.date.today())
             if args.json:
                 _json(view)
@@ -315,6 +314,8 @@ def _print_record(view: dict[str, Any]) -> None:
 
 
 async def _daemon_status(config: Config) -> dict[str, Any] | None:
+    import aiohttp  # the HTTP stack loads only for the commands that use it (~0.3 s)
+
     token = load_admin_token(config.token_file)
     url = config.admin_listen.url() + "/admin/api/v1/status"
     timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_SECONDS)

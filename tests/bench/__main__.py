@@ -49,7 +49,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--profile-records", type=int, help="rows to profile (20,000)")
     parser.add_argument("--keep", action="store_true", help="keep data sets and node homes")
     parser.add_argument(
-        "--only", choices=("files", "catalogue", "search"), help="one benchmark (search ingests)"
+        "--only",
+        choices=("files", "catalogue", "search", "profile"),
+        help="one benchmark (search ingests first; profile implies --profile)",
     )
     parser.add_argument("--budget", type=float, help="seconds of repeats per benchmark")
     args = parser.parse_args(argv)
@@ -64,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
         records=5_000 if quick else 100_000,
         profile_records=args.profile_records or (2_000 if quick else 20_000),
         queries_per_class=30 if quick else 200,
-        profile=args.profile,
+        profile=args.profile or args.only == "profile",
         keep=args.keep,
     )
     return settings, args
@@ -165,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(report + "\n")
     if profile is not None:
         sys.stdout.write("\n" + profile + "\n")
-    results = settings.workdir / "results.json"
+    # A smoke run does not overwrite the full run's results.
+    results = settings.workdir / ("results-quick.json" if settings.quick else "results.json")
     write_json(results, machine, figures, extra, profile)
     log(f"wrote {results}")
     return 1 if outcome.failed else 0

@@ -16,6 +16,7 @@ import json
 import os
 import pstats
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -304,14 +305,21 @@ def _idle_seconds(stats: pstats.Stats) -> float:
     return float(sum(v[2] for (_, _, name), v in raw.items() if name in IDLE_FUNCTIONS))
 
 
-def _thread_stats(profiles: list[tuple[str, cProfile.Profile]], marker: str) -> pstats.Stats | None:
-    members = [p for name, p in profiles if marker in name]
-    if not members:
-        return None
-    stats = pstats.Stats(members[0])
-    for other in members[1:]:
-        stats.add(other)
-    return stats
+def _thread_groups(profiles: list[tuple[str, cProfile.Profile]]) -> dict[str, pstats.Stats]:
+    """One merged profile per kind of thread: the aiosqlite connection thread, the default
+    executor (asyncio_N: work sent with to_thread), the ingest import pool (ingest_N), …"""
+    groups: dict[str, pstats.Stats] = {}
+    for name, profiler in profiles:
+        kind = "aiosqlite" if AIOSQLITE_THREAD in name else re.sub(r"[_-]?\d+$", "", name)
+        if kind in groups:
+            groups[kind].add(profiler)
+        else:
+            groups[kind] = pstats.Stats(profiler)
+    return groups
+
+
+def _busy(stats: pstats.Stats) -> float:
+    return float(stats.total_tt) - _idle_seconds(stats)  # type: ignore[attr-defined]
 
 
 def profile_ingest(settings: Settings, rows: int, top: int = 12) -> str:
@@ -328,21 +336,11 @@ def profile_ingest(settings: Settings, rows: int, top: int = 12) -> str:
     if counts["added"] != rows:
         raise RuntimeError(f"profiled ingest did not add {rows} records: {counts}")
     main = pstats.Stats(profiles.main)
-    db = _thread_stats(profiles.threads, AIOSQLITE_THREAD)
     lines = [
         f"cProfile: in-process Ingester, {rows:,} catalogue rows, fresh home: "
         f"{seconds:.1f} s under the profiler ({rows / seconds:,.0f} records/s)",
-        f"main thread: {seconds - _idle_seconds(main):.1f} s busy, "
-        f"{_idle_seconds(main):.1f} s waiting in epoll (for the SQLite thread)",
-    ]
-    if db is not None:
-        db_busy = db.total_tt - _idle_seconds(db)  # type: ignore[attr-defined]
-        lines.append(
-            f"aiosqlite thread: {db_busy:.1f} s busy (SQLite runs inside "
-            f"{AIOSQLITE_THREAD}'s own time: cProfile does not see C calls made through "
-            f"functools.partial), {_idle_seconds(db):.1f} s waiting for statements"
-        )
-    lines += [
+        f"main thread (event loop): {_busy(main):.1f} s busy, "
+        f"{_idle_seconds(main):.1f} s waiting in epoll",
         "",
         f"== main thread, top {top} of siku's functions by cumulative time",
         _top(main, "cumulative", top, SIKU_CODE),
@@ -350,6 +348,18 @@ def profile_ingest(settings: Settings, rows: int, top: int = 12) -> str:
         f"== main thread, top {top} functions by own time (all code)",
         _top(main, "tottime", top),
     ]
-    if db is not None:
-        lines += ["", "== aiosqlite thread, top 6 by own time", _top(db, "tottime", 6)]
+    for kind, stats in _thread_groups(profiles.threads).items():
+        if _busy(stats) < 0.02 * seconds:
+            continue  # threads that only waited (executor shutdown, store opening)
+        lines += [
+            "",
+            f"== {kind} thread(s): {_busy(stats):.1f} s busy, {_idle_seconds(stats):.1f} s "
+            "waiting for work; top 8 by own time",
+            _top(stats, "tottime", 8),
+        ]
+        if kind == "aiosqlite":
+            lines.append(
+                "   (SQLite itself runs inside _connection_worker_thread's own time: cProfile "
+                "does not see C calls made through functools.partial)"
+            )
     return "\n".join(lines)

@@ -1,14 +1,15 @@
-"""Benchmark 1: ingest of N × 1 MiB files (default 1,000 = 1 GiB) in MB/s (10^6 bytes/s).
+"""Benchmark 1: ingest of N × 1 MiB files (default 1,000, about 1 GB) in MB/s (10^6 bytes/s).
 
 siku: the real CLI, `siku ingest --quiet --home H scans.csv` in a subprocess (process start-up
 included), a fresh home per run. Every byte is read, SHA-256 hashed, written into the chunk
-store and fsynced (file, then directory) before the batch's records are committed.
+store and made durable (each chunk fsynced, then its folders) before the batch's records are
+committed.
 
 Baselines measured in the same run, interleaved with siku's runs:
 * `bagit.py --sha256 DIR` bagging a hard-linked copy of the same files in place (only the
   bagit.py process is timed; it hashes and renames, it neither copies nor fsyncs);
 * SHA-256 of 1 MiB buffers on one core (hashlib), the hashing ceiling of one core;
-* writing and fsyncing 1 MiB files from two threads (siku's two ingest workers) on the same
+* writing and fsyncing 1 MiB files from as many threads as siku imports with, on the same
   disk: the storage ceiling of a write-then-fsync-per-chunk design.
 Source files are written beforehand and read once right before every timed run, for siku and
 for bagit alike, so both start from a warm page cache (the cache is not dropped: that would
@@ -18,6 +19,7 @@ disturb everyone else on the machine).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import subprocess
 import threading
@@ -42,7 +44,13 @@ from tests.bench.dataset import FileDataset, make_file_dataset
 
 __all__ = ["run_ingest_files", "sha256_rate"]
 
-PROBE_THREADS = 2  # as siku's Ingester(workers=2)
+
+def import_threads() -> int:
+    """How many threads siku's Ingester copies files with by default (its `workers`)."""
+    from node.ingest.pipeline import Ingester
+
+    default = inspect.signature(Ingester.__init__).parameters["workers"].default
+    return int(default) if isinstance(default, int) else 2
 
 
 def _settle() -> None:
@@ -104,14 +112,14 @@ def sha256_rate(seconds: float) -> float:
     return count * MIB / (time.perf_counter() - start) / MB
 
 
-def fsync_probe(folder: Path, files: int) -> float:
-    """MB/s writing `files` random 1 MiB files, each fsynced, from PROBE_THREADS threads."""
+def fsync_probe(folder: Path, files: int, threads: int) -> float:
+    """MB/s writing `files` random 1 MiB files, each fsynced, from `threads` threads."""
     drop_tree(folder)
     folder.mkdir(parents=True)
     buf = os.urandom(MIB)
 
     def write(worker: int) -> None:
-        for i in range(worker, files, PROBE_THREADS):
+        for i in range(worker, files, threads):
             fd = os.open(folder / f"{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.write(fd, buf)
@@ -119,13 +127,13 @@ def fsync_probe(folder: Path, files: int) -> float:
             finally:
                 os.close(fd)
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(PROBE_THREADS)]
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(threads)]
     _settle()
     start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
     seconds = time.perf_counter() - start
     drop_tree(folder)
     return files * MIB / seconds / MB
@@ -136,6 +144,7 @@ def run_ingest_files(settings: Settings, repeat: Repeat) -> Figure:
     data = make_file_dataset(root / f"dataset-{settings.files}", settings.files)
     sha_seconds = 0.5 if settings.quick else 2.0
     probe_files = min(settings.files, 256)
+    threads = import_threads()
     siku_rates: list[float] = []
     bagit_rates: list[float] = []
     sha_rates: list[float] = []
@@ -145,12 +154,12 @@ def run_ingest_files(settings: Settings, repeat: Repeat) -> Figure:
         drop_tree(root / "home")
         bagit_rates.append(bagit(data, root / "bag"))
         sha_rates.append(sha256_rate(sha_seconds))
-        probe_rates.append(fsync_probe(root / "probe", probe_files))
+        probe_rates.append(fsync_probe(root / "probe", probe_files, threads))
     figure = Measure("siku ingest (CLI)", "MB/s", tuple(siku_rates))
     bag = Measure("bagit.py --sha256", "MB/s", tuple(bagit_rates))
     sha = Measure("SHA-256, 1 core", "MB/s", tuple(sha_rates))
     probe = Measure(
-        f"write+fsync 1 MiB files, {PROBE_THREADS} threads ({probe_files} files)",
+        f"write+fsync 1 MiB files, {threads} threads as siku ({probe_files} files)",
         "MB/s",
         tuple(probe_rates),
     )

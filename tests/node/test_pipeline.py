@@ -86,12 +86,19 @@ async def test_results_cover_every_resource_of_a_large_catalogue_only_csv(
         assert bad.label.endswith("c.csv:1201")
         assert len({r.pid for r in results if r.pid}) == 2500
         assert (await store.catalogue.counts()).records == 2500
-        page = await store.catalogue.search("卷", limit=5)
-        assert page.total == 2500 and not page.total_is_lower_bound
+        page = await store.catalogue.search("第12卷", limit=5)
+        assert page.total == 1 and not page.total_is_lower_bound
         # Past the counting bound the total is a lower bound, said as such.
         monkeypatch.setattr(storage.catalogue, "COUNT_LIMIT", 1000)
+        monkeypatch.setattr(storage.catalogue, "RANK_WINDOW", 1000)
         page = await store.catalogue.search("卷", limit=5)
         assert (page.total, page.total_is_lower_bound) == (1000, True)
         assert len(page.hits) == 5
+        # A broad query is ranked among its newest RANK_WINDOW matches only.
+        newest = await store.catalogue.search("第2499卷", limit=1)
+        oldest = await store.catalogue.search("第0卷", limit=1)
+        assert newest.hits and oldest.hits
+        window = await store.catalogue.search("卷", limit=100, offset=900)
+        assert oldest.hits[0].pid not in {h.pid for h in window.hits}
     finally:
         await store.close()
