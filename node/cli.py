@@ -15,10 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from node.cli_membership import add_membership_parsers
 from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, render_config
+from node.enrolment import EnrolmentError, copy_network
 from node.errors import ConfigError, HomeError, IngestError, NodeError
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
 from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
+from node.network import load_network
 from node.progress import Progress, format_size
 from protocol import ark
 from protocol.errors import ProtocolError
@@ -56,12 +59,17 @@ def _json(obj: object) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     home = Path(args.home)
+    network = load_network(Path(args.network)) if args.network else None
+    if network is not None:  # the network's name and identifier prefix, not the defaults
+        args.network_name, args.ark_naan = network.name, network.ark_naan
     text = render_config(
         name=args.name,
         code=args.code,
         tier=args.tier,
+        region=args.region or "",
         parent=args.parent or "",
         listen=args.listen,
+        public_url=args.public_url or "",
         admin_listen=args.admin_listen,
         network_name=args.network_name,
         ark_naan=args.ark_naan,
@@ -88,6 +96,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     tmp = home / (CONFIG_FILE + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(home / CONFIG_FILE)
+    if network is not None:
+        copy_network(Path(args.network), home)
 
     async def make_store() -> None:
         store = await Store.open(config.store)
@@ -99,6 +109,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     _out(f"  config      {home / CONFIG_FILE}")
     _out(f"  key         {config.key_file} (mode 0600)")
     _out(f"  admin token {config.token_file} (mode 0600)")
+    if network is not None:
+        _out(f"  network     {network.name} ({network.id})")
+        _out(f"enrol it with: siku enroll request --home {home}")
     _out(f"start it with: siku run --home {home}")
     return EX_OK
 
@@ -403,6 +416,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 code="620982",
                 tier="county",
                 parent="",
+                region="",
+                network=None,
+                public_url=None,
                 listen=args.listen,
                 admin_listen=args.admin_listen,
                 network_name="siku-demo",
@@ -466,7 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="library name")
     p.add_argument("--code", required=True, help="library code used in identifiers")
     p.add_argument("--tier", required=True, choices=TIERS)
-    p.add_argument("--parent", help="parent library's URL")
+    p.add_argument("--parent", help="parent library's peer URL, e.g. http://10.20.0.5:8470")
+    p.add_argument("--region", help="GB/T 2260 code of the library's region (for enrolment)")
+    p.add_argument("--network", help="the network's network.toml (from siku network init)")
+    p.add_argument("--public-url", help="URL other libraries reach this node at")
     p.add_argument("--listen", default="127.0.0.1:8470", help="public listener HOST:PORT")
     p.add_argument(
         "--admin-listen", default="127.0.0.1:8471", help="admin listener HOST:PORT (loopback)"
@@ -527,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_status)
 
+    add_membership_parsers(sub, home)
+
     p = sub.add_parser("demo", help="set up a demo node with the sample collection and run it")
     home(p)
     p.add_argument("--sample", required=True, help="the sample collection folder")
@@ -571,7 +592,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _exit_code(error: BaseException) -> int:
-    if isinstance(error, IngestError):
+    if isinstance(error, IngestError | EnrolmentError):
         return EX_DATAERR
     if isinstance(error, ConfigError | HomeError):
         return EX_CONFIG

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 from node.errors import ConfigError
 from protocol import ark
-from protocol.errors import IdentifierError
+from protocol.errors import IdentifierError, ValidationError
+from protocol.membership import region_tier
+from protocol.peering import validate_peer_url
 from storage.store import StoreSettings
 
 __all__ = [
@@ -61,7 +63,12 @@ class Config:
     name: str
     code: str
     tier: str
+    region: str
     parent: str
+    public_url: str
+    peers: tuple[str, ...]
+    hello_interval_seconds: int
+    max_peers: int
     network_name: str
     ark_naan: str
     listen: HostPort
@@ -79,6 +86,15 @@ class Config:
     @property
     def token_file(self) -> Path:
         return self.home / "keys" / "admin.token"
+
+    @property
+    def network_file(self) -> Path:
+        return self.home / "network.toml"
+
+    @property
+    def chain_file(self) -> Path:
+        """This node's certificate with the chain above it, installed by `siku enroll accept`."""
+        return self.home / "membership" / "chain.siku"
 
     @property
     def store(self) -> StoreSettings:
@@ -144,7 +160,7 @@ def load_config(home: Path) -> Config:
 
 def parse_config(data: dict[str, Any], home: Path) -> Config:
     tables = {}
-    for name in ("node", "network", "http", "storage", "discovery", "log"):
+    for name in ("node", "network", "http", "peers", "storage", "discovery", "log"):
         value = data.get(name, {})
         if not isinstance(value, dict):
             raise ConfigError(f"[{name}] must be a table")
@@ -152,7 +168,7 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     extra = set(data) - set(tables)
     if extra:
         raise ConfigError(f"unknown table [{sorted(extra)[0]}] in node.toml")
-    n, net, http, st, disc, lg = tables.values()
+    n, net, http, peers_table, st, disc, lg = tables.values()
 
     name = n.get("name", str).strip()
     if not name or len(name) > 200 or not name.isprintable():
@@ -167,7 +183,33 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     except IdentifierError as e:
         raise ConfigError(f"node.code / network.ark_naan: {e.message}") from e
     parent = _check_parent(n.get("parent", str, ""))
+    region = n.get("region", str, "")
+    if region:
+        try:
+            if region_tier(region) != tier:
+                raise ConfigError(
+                    f"node.region {region} is a {region_tier(region)} code, not {tier}"
+                )
+        except ValidationError as e:
+            raise ConfigError(f"node.region: {e.message}") from e
     listen = parse_host_port(http.get("listen", str, "127.0.0.1:8470"), "http.listen")
+    public_url = http.get("public_url", str, "") or listen.url()
+    try:
+        public_url = validate_peer_url(public_url)
+        static = peers_table.get("urls", list, [])
+        if len(static) > 64 or not all(isinstance(u, str) for u in static):
+            raise ConfigError("peers.urls must be a list of at most 64 URLs")
+        static_peers = tuple(validate_peer_url(u) for u in static)
+        if parent:
+            validate_peer_url(parent)
+    except ValidationError as e:
+        raise ConfigError(f"http.public_url / peers.urls / node.parent: {e.message}") from e
+    hello_interval = peers_table.get("hello_interval_seconds", int, 30)
+    if not (1 <= hello_interval <= 3600):
+        raise ConfigError("peers.hello_interval_seconds must be between 1 and 3600")
+    max_peers = peers_table.get("max_peers", int, 256)
+    if not (1 <= max_peers <= 4096):
+        raise ConfigError("peers.max_peers must be between 1 and 4096")
     admin = parse_host_port(http.get("admin_listen", str, "127.0.0.1:8471"), "http.admin_listen")
     allow_remote = http.get("admin_allow_remote", bool, False)
     if not admin.is_loopback and not allow_remote:
@@ -189,7 +231,12 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
         name=name,
         code=code,
         tier=tier,
-        parent=parent,
+        region=region,
+        parent=parent.rstrip("/"),
+        public_url=public_url,
+        peers=static_peers,
+        hello_interval_seconds=hello_interval,
+        max_peers=max_peers,
         network_name=net.get("name", str, "siku"),
         ark_naan=naan,
         listen=listen,
@@ -215,8 +262,10 @@ def render_config(
     name: str,
     code: str,
     tier: str,
+    region: str = "",
     parent: str = "",
     listen: str = "127.0.0.1:8470",
+    public_url: str = "",
     admin_listen: str = "127.0.0.1:8471",
     network_name: str = "siku",
     ark_naan: str = "99999",
@@ -237,7 +286,10 @@ name = {_toml_str(name)}
 code = {_toml_str(code)}
 # Tier in the network: national, provincial, municipal or county.
 tier = {_toml_str(tier)}
-# Peer URL of the parent library (empty for the national library), e.g. "http://provincial-library.example:8470".
+# Region: the six-digit GB/T 2260 administrative division code the library serves
+# (000000 national, PP0000 provincial, PPCC00 municipal, PPCCDD county). Certificates check it.
+region = {_toml_str(region)}
+# Peer URL of the parent library (empty for the national library), e.g. "http://10.20.0.5:8470".
 parent = {_toml_str(parent)}
 
 [network]
@@ -247,14 +299,25 @@ name = {_toml_str(network_name)}
 ark_naan = {_toml_str(ark_naan)}
 
 [http]
-# Public listener: search, records, content, /id/ landing pages, and (later) the peer API.
+# Public listener: search, records, content, /id/ landing pages, and the peer API /peer/v1.
 listen = {_toml_str(listen)}
+# URL other libraries use to reach the public listener (empty: http://<listen>). Set it when
+# listening on 0.0.0.0 or behind NAT, e.g. "http://10.20.3.7:8470".
+public_url = {_toml_str(public_url)}
 # Admin listener: status API and console. Loopback only unless admin_allow_remote = true.
 admin_listen = {_toml_str(admin_listen)}
 # Allow a non-loopback admin_listen (only behind a TLS-terminating proxy). true or false.
 admin_allow_remote = false
 # Largest request body accepted, in bytes (1024 to 67108864).
 max_body_bytes = 1048576
+
+[peers]
+# Other libraries to connect to besides the parent, as peer URLs, e.g. ["http://10.20.0.9:8470"].
+urls = []
+# Seconds between hellos to each connected peer (the heartbeat), 1 to 3600.
+hello_interval_seconds = 30
+# Most peers kept in the peer table (configured, discovered and exchanged), 1 to 4096.
+max_peers = 256
 
 [storage]
 # Most content this node may hold, in GiB (2^30 bytes). Ingest refuses to go past it.

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from node.config import Config
 from node.keys import Identity
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from node.peer.service import Peering
 
 __all__ = ["VERSION", "NodeContext"]
 
@@ -20,6 +24,7 @@ class NodeContext:
     identity: Identity
     store: Store
     admin_token: str
+    peering: Peering | None = None  # None until the node is enrolled in a network
     started_monotonic: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
+import aiohttp
 import uvloop
 from aiohttp import web
 
 from node.config import Config, HostPort
 from node.context import NodeContext
+from node.enrolment import load_chain
 from node.errors import NodeError
 from node.http.admin import build_admin_app
 from node.http.public import build_public_app
-from node.keys import load_admin_token, load_identity
+from node.keys import Identity, load_admin_token, load_identity
+from node.network import load_network
+from node.peer.membership import MembershipView
+from node.peer.service import Peering
+from protocol.errors import ProtocolError
 from storage.store import Store
 
 __all__ = ["Daemon", "run_daemon"]
@@ -40,6 +47,7 @@ class Daemon:
         store = await Store.open(config.store)
         try:
             ctx = NodeContext(config, identity, store, token)
+            ctx.peering = await _peering(config, identity, store)
             public = web.AppRunner(
                 build_public_app(ctx), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
             )
@@ -58,16 +66,57 @@ class Daemon:
                     config.admin_listen.url(),
                 )
                 self.ready.set()
-                # Later issues add long-running services (gossip, replication) to this group.
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._stop.wait())
+                    stop = tg.create_task(self._stop.wait())
+                    services = [tg.create_task(self._peers(ctx))] if ctx.peering else []
+                    await stop
+                    for task in services:
+                        task.cancel()
                 log.info("stopping")
+                if ctx.peering is not None:
+                    await ctx.peering.save()
             finally:
                 await admin.cleanup()
                 await public.cleanup()
         finally:
             await store.close()
         log.info("stopped")
+
+    async def _peers(self, ctx: NodeContext) -> None:
+        assert ctx.peering is not None
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session, asyncio.TaskGroup() as tg:
+            tg.create_task(ctx.peering.run(session))
+            if ctx.config.zeroconf:
+                from node.peer.discovery import run_discovery  # zeroconf loads only if used
+
+                tg.create_task(run_discovery(ctx.config, ctx.identity, ctx.peering))
+
+
+async def _peering(config: Config, identity: Identity, store: Store) -> Peering | None:
+    """The peer service if this node is enrolled in a network with a valid chain, else None
+    (the node then serves readers alone, and says why in the log)."""
+    if not config.network_file.exists():
+        log.info("no network.toml: running standalone, without peers")
+        return None
+    network = load_network(config.network_file)
+    chain = load_chain(config)
+    if not chain:
+        log.warning(
+            "not enrolled in network %r yet: no peers until `siku enroll accept`", network.name
+        )
+        return None
+    membership = MembershipView(network, chain, store, clock=lambda: int(time.time() * 1000))
+    await membership.load()
+    try:
+        leaf = membership.check_own()
+    except ProtocolError as e:
+        log.error("this node's own certificate chain is not valid (%s): no peers", e.message)
+        return None
+    if leaf.subject.public_key != identity.public_key:
+        log.error("the installed certificate is for another key: no peers")
+        return None
+    return Peering(config, identity, network, membership, store)
 
 
 async def _start_site(runner: web.AppRunner, where: HostPort) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 __all__ = [
+    "ChainError",
     "DecodeError",
+    "ExpiredError",
     "IdentifierError",
     "ProtocolError",
+    "RevokedError",
     "SignatureError",
     "UnsupportedVersionError",
     "ValidationError",
+    "WrongNetworkError",
 ]
 
 
@@ -50,3 +54,28 @@ class IdentifierError(ProtocolError):
     """A persistent identifier that is malformed or whose check character does not match."""
 
     code = "bad-identifier"
+
+
+class ChainError(ProtocolError):
+    """A certificate chain that does not lead to the network root by the tier rules: a forged or
+    missing link, an issuer not allowed to certify its subject, a chain too long."""
+
+    code = "invalid-chain"
+
+
+class WrongNetworkError(ChainError):
+    """A chain, request or record of another network (another root key)."""
+
+    code = "wrong-network"
+
+
+class RevokedError(ChainError):
+    """A chain with a link revoked by its issuer, an issuer above it, or the root."""
+
+    code = "revoked"
+
+
+class ExpiredError(ChainError):
+    """A chain with a link outside its validity period."""
+
+    code = "expired"

@@ -41,6 +41,8 @@ __all__ = [
     "LangString",
     "Rights",
     "SignedRecord",
+    "canonical_pack",
+    "canonical_unpack",
     "decode_catalogue",
     "decode_envelope",
     "encode_body",
@@ -312,6 +314,12 @@ def _unpack(data: bytes, what: str) -> Any:
         raise DecodeError(f"{what} is not valid msgpack: {e}") from e
     except UnicodeDecodeError as e:
         raise DecodeError(f"{what} has invalid UTF-8") from e
+
+
+# Every record kind's body is built and parsed with these two, so all share the same canonical
+# form (arrays only, no floats, bin for bytes) and the same decoding bounds.
+canonical_pack = _pack
+canonical_unpack = _unpack
 
 
 def encode_body(record: CatalogueRecord) -> bytes:

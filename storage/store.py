@@ -17,6 +17,7 @@ from storage.catalogue import Catalogue
 from storage.chunks import ChunkStore, FileChunkStore
 from storage.database import Database
 from storage.errors import IntegrityError
+from storage.membership import MembershipStore
 
 __all__ = ["Store", "StoreSettings"]
 
@@ -34,6 +35,7 @@ class Store:
         self.settings = settings
         self.db = db
         self.catalogue = Catalogue(db)
+        self.membership = MembershipStore(db)
         self.chunks = chunks
 
     @classmethod

@@ -112,6 +112,18 @@ def build_admin_app(ctx: NodeContext) -> web.Application:
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
+    async def peers(request: web.Request) -> web.Response:
+        if ctx.peering is None:
+            data: dict[str, Any] = {"network": None, "enrolled": False, "peers": []}
+        else:
+            from node.peer.service import peer_json
+
+            data = {"enrolled": True, **peer_json(ctx.peering)}
+        resp = web.Response(text=dumps(data), content_type="application/json", charset="utf-8")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
     app.router.add_get("/admin/api/v1/status", status)
+    app.router.add_get("/admin/api/v1/peers", peers)
     app.on_response_prepare.append(add_security_headers)
     return app

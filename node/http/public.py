@@ -24,6 +24,7 @@ from aiohttp import web
 
 from node.context import NodeContext
 from node.http import content, pages
+from node.http.peer import add_peer_routes
 from node.http.problems import Problem, dumps, problem_middleware
 from node.http.security import add_security_headers
 from protocol import ark
@@ -340,5 +341,6 @@ def build_public_app(ctx: NodeContext) -> web.Application:
     app.router.add_get("/id/{pid:.+}", api.landing)
     app.router.add_get("/", api.home)
     app.router.add_get("/search", api.search_page)
+    add_peer_routes(app, ctx)
     app.on_response_prepare.append(add_security_headers)
     return app

@@ -46,6 +46,12 @@ def test_rendered_config_round_trips_with_safe_defaults() -> None:
         ({"log__level": "loud"}, "log.level"),
         ({"storage__quota_tb": 4}, "storage.quota_tb"),
         ({"network__ark_naan": "12"}, "ark_naan"),
+        ({"node__region": "620900"}, "node.region"),
+        ({"node__region": "62"}, "node.region"),
+        ({"http__public_url": "ftp://x"}, "http.public_url"),
+        ({"peers__urls": ["http://a b"]}, "peers.urls"),
+        ({"peers__hello_interval_seconds": 0}, "peers.hello_interval_seconds"),
+        ({"peers__max_peers": 0}, "peers.max_peers"),
     ],
 )
 def test_bad_values_name_their_key(change: dict[str, object], key: str) -> None:
@@ -55,8 +61,8 @@ def test_bad_values_name_their_key(change: dict[str, object], key: str) -> None:
 
 
 def test_unknown_table_and_remote_admin_opt_in() -> None:
-    with pytest.raises(ConfigError, match=r"\[peers\]"):
-        parse_config({**_data(), "peers": {}}, HOME)
+    with pytest.raises(ConfigError, match=r"\[replication\]"):
+        parse_config({**_data(), "replication": {}}, HOME)
     config = parse_config(
         _data(http__admin_listen="0.0.0.0:8471", http__admin_allow_remote=True), HOME
     )

@@ -1,0 +1,170 @@
+"""Calling other members: every request signed, every answer's signature and chain checked."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.errors import NodeError
+from node.peer.membership import Admitted, MembershipView
+from node.peer.server import CHAIN_HEADER, MSGPACK
+from protocol import httpsig
+from protocol.errors import ProtocolError
+from protocol.membership import encode_bundle
+from protocol.peering import MAX_HELLO_BYTES, HelloMessage, decode_hello, encode_hello
+from protocol.records import SignedRecord
+
+__all__ = [
+    "HELLO_PATH",
+    "HelloOutcome",
+    "PeerClient",
+    "PeerError",
+    "PeerMisbehavedError",
+    "PeerRefusedError",
+    "PeerUnreachableError",
+]
+
+HELLO_PATH = "/peer/v1/hello"
+MAX_PROBLEM_BYTES = 64 * 1024
+
+
+class PeerError(NodeError):
+    code = "peer-error"
+
+
+class PeerUnreachableError(PeerError):
+    """No answer: connection refused, reset, timed out, DNS."""
+
+    code = "unreachable"
+
+
+class PeerRefusedError(PeerError):
+    """The peer answered with a problem (it did not accept us): `problem_code` says why."""
+
+    code = "refused"
+
+    def __init__(self, problem_code: str, message: str) -> None:
+        super().__init__(f"{problem_code}: {message}")
+        self.problem_code = problem_code
+
+
+class PeerMisbehavedError(PeerError):
+    """The answer failed our checks (bad signature, bad chain, malformed body): counted
+    against the peer. `problem_code` is the check that failed."""
+
+    code = "misbehaved"
+
+    def __init__(self, problem_code: str, message: str) -> None:
+        super().__init__(f"{problem_code}: {message}")
+        self.problem_code = problem_code
+
+
+@dataclass(frozen=True)
+class HelloOutcome:
+    admitted: Admitted
+    hello: HelloMessage
+    rtt_ms: float
+
+
+class PeerClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        key: Ed25519PrivateKey,
+        own_chain: tuple[SignedRecord, ...],
+        membership: MembershipView,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.key = key
+        self.chain_header = base64.b64encode(encode_bundle(own_chain)).decode("ascii")
+        self.membership = membership
+        self.clock = clock
+
+    async def hello(self, url: str, hello: HelloMessage) -> HelloOutcome:
+        body = encode_hello(hello)
+        started = time.monotonic()
+        status, headers, answer, member = await self._post(url, HELLO_PATH, body)
+        rtt_ms = (time.monotonic() - started) * 1000
+        if status != 200:
+            raise self._refusal(status, answer)
+        try:
+            theirs = decode_hello(answer)
+            admitted = self.membership.admit(theirs.chain)
+        except ProtocolError as e:
+            raise PeerMisbehavedError(e.code, e.message) from e
+        self._verify_answer(status, headers, answer, HELLO_PATH, member, admitted)
+        return HelloOutcome(admitted, theirs, rtt_ms)
+
+    async def _post(
+        self, url: str, path: str, body: bytes
+    ) -> tuple[int, dict[str, str], bytes, str]:
+        signed = httpsig.sign_request(
+            self.key,
+            method="POST",
+            path=path,
+            query="",
+            body=body,
+            created=int(self.clock()),
+            nonce=secrets.token_urlsafe(24),
+        )
+        headers = {**signed, "Content-Type": MSGPACK, CHAIN_HEADER: self.chain_header}
+        try:
+            async with self.session.post(url + path, data=body, headers=headers) as resp:
+                answer = await resp.content.read(MAX_HELLO_BYTES + 1)
+                if len(answer) > MAX_HELLO_BYTES:
+                    raise PeerMisbehavedError("body-too-large", "answer over the size limit")
+                # Keep only single-valued headers: duplicates are for httpsig to refuse.
+                got = {k: v for k, v in resp.headers.items()}
+                if len(got) != len(resp.headers):
+                    got = {}
+                return resp.status, got, answer, httpsig.signature_member(signed)
+        except (aiohttp.ClientError, OSError) as e:
+            raise PeerUnreachableError(f"{url}: {e}") from e
+        except TimeoutError as e:
+            raise PeerUnreachableError(f"{url}: timed out") from e
+
+    def _verify_answer(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        path: str,
+        member: str,
+        admitted: Admitted,
+    ) -> None:
+        try:
+            params = httpsig.verify_response(
+                status=status,
+                headers=headers,
+                body=body,
+                public_key=admitted.leaf.subject.public_key,
+                request_method="POST",
+                request_path=path,
+                request_query="",
+                request_signature_member=member,
+                now=int(self.clock()),
+            )
+        except ProtocolError as e:
+            raise PeerMisbehavedError(e.code, f"answer signature: {e.message}") from e
+        if params.keyid != admitted.leaf.subject.node_id:
+            raise PeerMisbehavedError("bad-signature", "answer signed by another node")
+
+    @staticmethod
+    def _refusal(status: int, answer: bytes) -> PeerError:
+        try:
+            problem = json.loads(answer[:MAX_PROBLEM_BYTES])
+            code = str(problem.get("code", f"http-{status}"))[:64]
+            detail = str(problem.get("detail", ""))[:500]
+        except (ValueError, AttributeError):
+            code, detail = f"http-{status}", "no problem details"
+        if status == 404:
+            code, detail = "not-a-peer", "no peer API at this URL (not a siku node, or too old)"
+        return PeerRefusedError(code, detail)

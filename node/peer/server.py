@@ -1,0 +1,244 @@
+"""The peer API on the public listener, `/peer/v1/…`: every request signed by a member (RFC 9421),
+every response signed by this node.
+
+Checks, in order; each failure gets its own problem code, a log line and a mark against the
+caller (its key id once the signature headers parse, its IP address before):
+
+    body-too-large       413  body over the limit (refused before anything is parsed)
+    signature-missing    401  no Signature / Signature-Input
+    malformed-signature  401  headers do not parse, wrong components or parameters
+    clock-skew           401  `created` too far from our clock
+    digest-mismatch      400  Content-Digest absent or not the body's
+    unknown-chain        401  no chain presented and none cached for this key id
+    invalid-chain        403  chain does not lead to our root by the tier rules (forged link,
+                              sibling province, too long, not the signer's)
+    wrong-network        403  chain of another network
+    expired              403  a link outside its validity period
+    revoked              403  a link revoked by the root or an issuer above it
+    bad-signature        401  the Ed25519 signature does not verify with the chain's key
+    replayed-nonce       401  (key id, nonce) seen within the skew window
+
+The nonce is recorded only after the signature verifies, so nobody can burn another node's
+nonces; the skew bound on `created` bounds how long a nonce must be remembered.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.http.problems import PROBLEM_BASE, PROBLEM_JSON, dumps
+from node.peer.membership import Admitted, MembershipView
+from protocol import httpsig
+from protocol.errors import ChainError, ProtocolError
+from protocol.membership import decode_bundle
+
+__all__ = [
+    "CHAIN_HEADER",
+    "MSGPACK",
+    "NonceCache",
+    "PeerHandler",
+    "PeerProblem",
+    "PeerServer",
+    "Rejections",
+]
+
+log = logging.getLogger(__name__)
+
+CHAIN_HEADER = "Siku-Chain"  # base64 of a bundle: the caller's certificate chain, leaf first
+MAX_CHAIN_HEADER_CHARS = 16_384
+MAX_NONCES = 200_000
+MAX_CALLERS_TRACKED = 4_096
+MSGPACK = "application/msgpack"
+
+_STATUS = {
+    "body-too-large": 413,
+    "digest-mismatch": 400,
+    "invalid-chain": 403,
+    "wrong-network": 403,
+    "expired": 403,
+    "revoked": 403,
+    "busy": 503,
+}
+_AUTH_CODES = frozenset(
+    {
+        "signature-missing",
+        "malformed-signature",
+        "clock-skew",
+        "unknown-chain",
+        "bad-signature",
+        "replayed-nonce",
+    }
+)
+
+
+class PeerProblem(Exception):
+    """A refusal with a stable code, raised inside the peer API and answered as problem+json."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.status = status or _STATUS.get(code, 401 if code in _AUTH_CODES else 400)
+
+
+class NonceCache:
+    """(key id, nonce) pairs seen in the last `window` seconds, at most `limit` of them."""
+
+    def __init__(self, window: int, limit: int = MAX_NONCES) -> None:
+        self.window, self.limit = window, limit
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()  # → expiry, increasing
+
+    def check_and_add(self, keyid: str, nonce: str, now: int) -> None:
+        while self._seen:
+            key, expiry = next(iter(self._seen.items()))
+            if expiry > now:
+                break
+            del self._seen[key]
+        if (keyid, nonce) in self._seen:
+            raise PeerProblem("replayed-nonce", "this request was already received (replay)")
+        if len(self._seen) >= self.limit:
+            # Forgetting a live nonce would open a replay window: refuse instead.
+            raise PeerProblem("busy", "too many recent requests; retry shortly", 503)
+        # Expiry: a request created at the far edge of the skew window is still acceptable
+        # `window` seconds after now, twice the skew; keep it that long.
+        self._seen[(keyid, nonce)] = now + 2 * self.window
+
+
+class Rejections:
+    """Refused requests, per caller and per code: what `siku peers` and the console show."""
+
+    def __init__(self) -> None:
+        self.by_code: Counter[str] = Counter()
+        self.by_caller: dict[str, Counter[str]] = {}
+
+    def add(self, caller: str, code: str) -> None:
+        self.by_code[code] += 1
+        if caller not in self.by_caller and len(self.by_caller) >= MAX_CALLERS_TRACKED:
+            caller = "(others)"
+        self.by_caller.setdefault(caller, Counter())[code] += 1
+
+    def total(self, caller: str) -> int:
+        return sum(self.by_caller.get(caller, Counter()).values())
+
+
+PeerHandler = Callable[[Admitted, bytes], Awaitable[tuple[int, bytes]]]
+
+
+@dataclass
+class PeerServer:
+    key: Ed25519PrivateKey
+    membership: MembershipView
+    rejections: Rejections
+    max_body: int
+    clock: Callable[[], float]  # unix seconds
+    max_skew: int = httpsig.DEFAULT_MAX_SKEW_SECONDS
+
+    def __post_init__(self) -> None:
+        self.nonces = NonceCache(self.max_skew)
+
+    def route(self, handler: PeerHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def serve(request: web.Request) -> web.Response:
+            return await self._serve(request, handler)
+
+        return serve
+
+    async def _serve(self, request: web.Request, handler: PeerHandler) -> web.Response:
+        pending: httpsig.PendingRequest | None = None
+        caller = request.remote or "?"
+        try:
+            body = await self._read_body(request)
+            now = int(self.clock())
+            pending = httpsig.parse_request(
+                method=request.method,
+                path=request.rel_url.raw_path,
+                query=request.rel_url.raw_query_string,
+                headers=request.headers,
+                body=body,
+                now=now,
+                max_skew=self.max_skew,
+            )
+            caller = pending.params.keyid
+            admitted = self._admitted(request, pending.params.keyid)
+            pending.verify(admitted.leaf.subject.public_key)
+            self.nonces.check_and_add(pending.params.keyid, pending.params.nonce, now)
+            status, out = await handler(admitted, body)
+            return self._respond(status, out, MSGPACK, pending)
+        except (PeerProblem, ProtocolError) as e:
+            problem = e if isinstance(e, PeerProblem) else PeerProblem(e.code, e.message)
+            log.warning(
+                "peer request %s %s from %s (%s) refused: %s: %s",
+                request.method,
+                request.rel_url.raw_path,
+                caller,
+                request.remote,
+                problem.code,
+                problem.message,
+            )
+            self.rejections.add(caller, problem.code)
+            body_out = dumps(
+                {
+                    "type": PROBLEM_BASE + problem.code,
+                    "title": "Peer request refused",
+                    "status": problem.status,
+                    "detail": problem.message,
+                    "code": problem.code,
+                }
+            ).encode("utf-8")
+            return self._respond(problem.status, body_out, PROBLEM_JSON, pending)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            raise PeerProblem("body-too-large", f"body of {length} bytes over {self.max_body}")
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > self.max_body:
+                raise PeerProblem("body-too-large", f"body over {self.max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _admitted(self, request: web.Request, keyid: str) -> Admitted:
+        header = request.headers.get(CHAIN_HEADER)
+        if header is None:
+            try:
+                admitted = self.membership.cached(keyid)
+            except ChainError as e:
+                raise PeerProblem(e.code, e.message) from e
+            if admitted is None:
+                raise PeerProblem(
+                    "unknown-chain", f"no certificate chain known for {keyid}: send {CHAIN_HEADER}"
+                )
+            return admitted
+        if len(header) > MAX_CHAIN_HEADER_CHARS:
+            raise PeerProblem("invalid-chain", f"{CHAIN_HEADER} header too long")
+        try:
+            chain = decode_bundle(base64.b64decode(header, validate=True))
+        except (binascii.Error, ValueError) as e:
+            raise PeerProblem("invalid-chain", f"{CHAIN_HEADER} is not base64") from e
+        except ProtocolError as e:
+            raise PeerProblem("invalid-chain", f"{CHAIN_HEADER}: {e.message}") from e
+        admitted = self.membership.admit(tuple(chain))  # ChainError subclasses carry the code
+        if admitted.leaf.subject.node_id != keyid:
+            raise PeerProblem("invalid-chain", "the chain presented is not the signer's")
+        return admitted
+
+    def _respond(
+        self, status: int, body: bytes, content_type: str, pending: httpsig.PendingRequest | None
+    ) -> web.Response:
+        resp = web.Response(status=status, body=body, content_type=content_type)
+        resp.headers["Cache-Control"] = "no-store"
+        if pending is not None:  # a response can be bound only to a request that parsed
+            resp.headers.update(
+                httpsig.sign_response(
+                    self.key, status=status, body=body, created=int(self.clock()), request=pending
+                )
+            )
+        return resp

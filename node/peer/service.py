@@ -1,0 +1,339 @@
+"""The peer service: says hello to every peer in the table on a schedule (bounded dialing, back-off
+on failure), answers hellos, passes on addresses and revocations, keeps the table on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from node.config import Config
+from node.keys import Identity
+from node.network import NetworkDescription
+from node.peer.client import (
+    HelloOutcome,
+    PeerClient,
+    PeerMisbehavedError,
+    PeerRefusedError,
+    PeerUnreachableError,
+)
+from node.peer.membership import Admitted, MembershipView
+from node.peer.server import PeerServer, Rejections
+from node.peer.table import Peer, PeerTable
+from protocol.errors import ProtocolError
+from protocol.identity import node_id
+from protocol.membership import NodeInfo
+from protocol.peering import (
+    MAX_ADDRESSES,
+    AddressRecord,
+    HelloMessage,
+    decode_address,
+    decode_hello,
+    encode_hello,
+    sign_address,
+)
+from protocol.records import decode_envelope, encode_envelope
+from storage.membership import PeerRow
+from storage.store import Store
+
+__all__ = ["Peering", "peer_json"]
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_DIALS = 8
+HELLO_TIMEOUT_SECONDS = 10.0
+TICK_SECONDS = 0.5
+SAVE_EVERY_SECONDS = 10.0
+RELOAD_EVERY_SECONDS = 5.0
+ADDRESS_REFRESH_MS = 3_600_000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Peering:
+    """Everything the daemon does with peers; the admin API and the peer routes read it."""
+
+    config: Config
+    identity: Identity
+    network: NetworkDescription
+    membership: MembershipView
+    store: Store
+    clock_ms: Callable[[], int] = _now_ms
+    rejections: Rejections = field(default_factory=Rejections)
+
+    def __post_init__(self) -> None:
+        self.table = PeerTable(self.config.max_peers)
+        self.server = PeerServer(
+            self.identity.key,
+            self.membership,
+            self.rejections,
+            max_body=self.config.max_body_bytes,
+            clock=lambda: self.clock_ms() / 1000,
+        )
+        self._address = self._sign_address()
+        self._busy: set[str] = set()
+        self._random = random.Random()  # noqa: S311  (back-off jitter, not a secret)
+
+    # --- what we say ---------------------------------------------------------------------------
+
+    def _sign_address(self) -> tuple[bytes, int]:
+        issued = self.clock_ms()
+        record = AddressRecord(
+            self.network.id, self.identity.public_key, (self.config.public_url,), issued
+        )
+        return encode_envelope(sign_address(record, self.identity.key)), issued
+
+    def own_hello(self) -> HelloMessage:
+        if self.clock_ms() - self._address[1] > ADDRESS_REFRESH_MS:
+            self._address = self._sign_address()
+        return HelloMessage(
+            network=self.network.id,
+            chain=self.membership.own_chain,
+            address=decode_envelope(self._address[0]),
+            peers=tuple(decode_envelope(a) for a in self.table.addresses(MAX_ADDRESSES)),
+            revocations=tuple(self.membership.revocation_records()),
+        )
+
+    # --- what we hear --------------------------------------------------------------------------
+
+    async def absorb(self, hello: HelloMessage, sender: Admitted) -> None:
+        """Learn from a verified member's hello. Each record inside is checked on its own; a
+        bad one is skipped and counted against the sender, the rest still count."""
+        who = sender.leaf.subject.node_id
+        now = self.clock_ms()
+        own = self.identity.node_id
+        for i, signed in enumerate((hello.address, *hello.peers)):
+            try:
+                address = decode_address(signed)
+                if address.network != self.network.id:
+                    raise ProtocolError("address record of another network")
+                if i == 0 and address.node != sender.leaf.subject.public_key:
+                    raise ProtocolError("hello carries someone else's address as its own")
+            except ProtocolError as e:
+                log.warning("bad address record from %s: %s", who, e.message)
+                self.rejections.add(who, "bad-address")
+                continue
+            self.table.learn_address(
+                encode_envelope(signed),
+                node_id(address.node),
+                address.urls,
+                address.issued_ms,
+                now,
+                own,
+            )
+        news = 0
+        for signed in hello.revocations:
+            try:
+                news += await self.membership.add_revocation(signed, sender)
+            except ProtocolError as e:
+                log.warning("revocation from %s not taken: %s", who, e.message)
+                self.rejections.add(who, "bad-revocation")
+        if news:
+            self.recheck_peers()
+
+    def recheck_peers(self) -> None:
+        """After news of revocations: stop counting revoked nodes as connected right away."""
+        now = self.clock_ms()
+        for peer in self.table.snapshot():
+            if peer.state != "connected" or peer.node_id is None:
+                continue
+            try:
+                self.membership.cached(peer.node_id)
+            except ProtocolError as e:
+                log.warning(
+                    "peer %s (%s) is no longer admitted: %s", peer.name, peer.url, e.message
+                )
+                self.table.rejected(peer.url, f"{e.code}: {e.message}", now)
+
+    async def handle_hello(self, sender: Admitted, body: bytes) -> tuple[int, bytes]:
+        hello = decode_hello(body)
+        await self.absorb(hello, sender)
+        # The revocations the caller brought may revoke the caller itself.
+        self.membership.cached(sender.leaf.subject.node_id)
+        return 200, encode_hello(self.own_hello())
+
+    # --- dialing -------------------------------------------------------------------------------
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        """Dial until cancelled; one TaskGroup owns every hello in flight."""
+        await self.load()
+        client = PeerClient(
+            session,
+            self.identity.key,
+            self.membership.own_chain,
+            self.membership,
+            clock=lambda: self.clock_ms() / 1000,
+        )
+        limit = asyncio.Semaphore(MAX_CONCURRENT_DIALS)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._save_loop())
+            tg.create_task(self._reload_loop())
+            while True:
+                for peer in self.table.due(self.clock_ms(), self._busy):
+                    if len(self._busy) >= MAX_CONCURRENT_DIALS:
+                        break
+                    self._busy.add(peer.url)
+                    tg.create_task(self._dial(client, peer, limit))
+                await asyncio.sleep(TICK_SECONDS)
+
+    async def load(self) -> None:
+        await self.membership.load()
+        now = self.clock_ms()
+        for row in await self.store.membership.load_peers():
+            if row.source == "configured":
+                continue  # configured peers come from node.toml, which may have changed
+            peer = self.table.add(row.url, row.source, now)
+            if peer is not None:
+                peer.node_id, peer.name, peer.tier, peer.region = (
+                    row.node_id,
+                    row.name,
+                    row.tier,
+                    row.region,
+                )
+                peer.last_seen_ms, peer.address = row.last_seen_ms, row.address
+        for url in (self.config.parent, *self.config.peers):
+            if url:
+                self.table.add(url, "configured", now)
+
+    async def _dial(self, client: PeerClient, peer: Peer, limit: asyncio.Semaphore) -> None:
+        url = peer.url
+        try:
+            async with limit:
+                try:
+                    async with asyncio.timeout(HELLO_TIMEOUT_SECONDS):
+                        outcome = await client.hello(url, self.own_hello())
+                except TimeoutError:
+                    self.table.failed(url, "timed out", self.clock_ms(), self._random.random())
+                    return
+                except PeerUnreachableError as e:
+                    self.table.failed(url, e.message, self.clock_ms(), self._random.random())
+                    log.debug("peer %s unreachable: %s", url, e.message)
+                    return
+                except PeerRefusedError as e:
+                    log.warning("peer %s refused us: %s", url, e.message)
+                    self.table.rejected(url, e.message, self.clock_ms())
+                    return
+                except PeerMisbehavedError as e:
+                    log.warning("peer %s failed our checks: %s", url, e.message)
+                    self.rejections.add(url, e.problem_code)
+                    self.table.rejected(url, e.message, self.clock_ms())
+                    return
+                await self._connected(url, outcome)
+        finally:
+            self._busy.discard(url)
+
+    async def _connected(self, url: str, outcome: HelloOutcome) -> None:
+        subject = outcome.admitted.leaf.subject
+        now = self.clock_ms()
+        if subject.node_id == self.identity.node_id:
+            self.table.is_self(url, subject.node_id)
+            return
+        if url == self.config.parent and not self._is_parent(subject):
+            # Configured as our parent but not the node that certified us: tell the admin.
+            message = f"answers as {subject.name} ({subject.node_id}), not our parent library"
+            log.warning("parent %s %s", url, message)
+            self.table.rejected(url, message, now, subject.node_id)
+            return
+        was = self.table.peers.get(url)
+        if was is not None and was.state != "connected":
+            log.info(
+                "connected to %s (%s, %s) at %s", subject.name, subject.tier, subject.node_id, url
+            )
+        await self.absorb(outcome.hello, outcome.admitted)
+        self.table.succeeded(
+            url,
+            node_id=subject.node_id,
+            name=subject.name,
+            tier=subject.tier,
+            region=subject.region,
+            rtt_ms=outcome.rtt_ms,
+            now_ms=now,
+            interval_ms=self.config.hello_interval_seconds * 1000,
+        )
+
+    def _is_parent(self, subject: NodeInfo) -> bool:
+        """The node that certified us; for nodes the root certified, the national node."""
+        issuer = self.membership.own_leaf.issuer
+        if issuer == self.network.root_public_key:
+            return subject.tier == "national"
+        return subject.public_key == issuer
+
+    def add_discovered(self, url: str) -> None:
+        """A URL found by zeroconf: dial it soon (the hello decides whether it is a member)."""
+        self.table.add(url, "zeroconf", self.clock_ms())
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    async def save(self) -> None:
+        await self.store.membership.save_peers(
+            [
+                PeerRow(
+                    url=p.url,
+                    node_id=p.node_id,
+                    name=p.name,
+                    tier=p.tier,
+                    region=p.region,
+                    source=p.source,
+                    state=p.state,
+                    last_seen_ms=p.last_seen_ms,
+                    rtt_ms=p.rtt_ms,
+                    failures=p.failures,
+                    last_error=p.last_error,
+                    address=p.address,
+                )
+                for p in self.table.snapshot()
+            ]
+        )
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_EVERY_SECONDS)
+            await self.save()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_EVERY_SECONDS)
+            if await self.membership.load():
+                log.info("new revocations loaded from the store")
+                self.recheck_peers()
+
+
+def peer_json(peering: Peering) -> dict[str, object]:
+    """What /admin/api/v1/peers and `siku peers` show."""
+    now = peering.clock_ms()
+    return {
+        "network": {"name": peering.network.name, "id": peering.network.id},
+        "peers": [
+            {
+                "url": p.url,
+                "node_id": p.node_id,
+                "name": p.name,
+                "tier": p.tier,
+                "region": p.region,
+                "source": p.source,
+                "state": p.state,
+                "last_seen_ms": p.last_seen_ms,
+                "last_seen_ago_s": round((now - p.last_seen_ms) / 1000, 1)
+                if p.last_seen_ms
+                else None,
+                "rtt_ms": round(p.rtt_ms, 2) if p.rtt_ms is not None else None,
+                "failures": p.failures,
+                "last_error": p.last_error,
+                "next_attempt_in_s": max(0.0, round((p.next_attempt_ms - now) / 1000, 1)),
+                "rejected_requests": peering.rejections.total(p.node_id or p.url),
+            }
+            for p in peering.table.snapshot()
+        ],
+        "rejections": {
+            "by_code": dict(peering.rejections.by_code),
+            "by_caller": {k: dict(v) for k, v in peering.rejections.by_caller.items()},
+        },
+    }
