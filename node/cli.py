@@ -9,19 +9,17 @@ import json
 import logging
 import os
 import sys
-import time
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from node.cli_membership import add_membership_parsers
-from node.config import CONFIG_FILE, TIERS, Config, load_config, parse_config, render_config
-from node.enrolment import EnrolmentError, copy_network
+from node.config import CONFIG_FILE, TIERS, Config, load_config
+from node.enrolment import EnrolmentError
 from node.errors import ConfigError, HomeError, IngestError, NodeError
+from node.home import init_home
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
-from node.keys import create_admin_token, create_identity, load_admin_token, load_identity
-from node.network import load_network
+from node.keys import load_admin_token, load_identity
 from node.progress import Progress, format_size
 from protocol import ark
 from protocol.errors import ProtocolError
@@ -59,10 +57,8 @@ def _json(obj: object) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     home = Path(args.home)
-    network = load_network(Path(args.network)) if args.network else None
-    if network is not None:  # the network's name and identifier prefix, not the defaults
-        args.network_name, args.ark_naan = network.name, network.ark_naan
-    text = render_config(
+    config, identity, network = init_home(
+        home,
         name=args.name,
         code=args.code,
         tier=args.tier,
@@ -71,39 +67,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         listen=args.listen,
         public_url=args.public_url or "",
         admin_listen=args.admin_listen,
+        network_file=Path(args.network) if args.network else None,
         network_name=args.network_name,
         ark_naan=args.ark_naan,
         quota_gib=args.quota_gib,
+        force=args.force,
+        say=_out,
     )
-    # Validate everything before touching the disk.
-    config = parse_config(tomllib.loads(text), home.resolve())
-    if (home / CONFIG_FILE).exists() and not args.force:
-        raise HomeError(
-            f"{home} is already a siku home (it has {CONFIG_FILE}); use --force to replace it"
-            " (the old store and keys are kept aside, not deleted)"
-        )
-    home.mkdir(mode=0o750, parents=True, exist_ok=True)
-    if args.force:
-        # The old records are signed by the old key: keep both, side by side, never delete.
-        stamp = int(time.time())
-        for old in (config.store.root, config.key_file.parent):
-            if old.exists():
-                aside = old.with_name(f"{old.name}.replaced-{stamp}")
-                old.rename(aside)
-                _out(f"kept the previous {old.name} at {aside}")
-    identity = create_identity(config.key_file, force=args.force)
-    create_admin_token(config.token_file, force=args.force)
-    tmp = home / (CONFIG_FILE + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(home / CONFIG_FILE)
-    if network is not None:
-        copy_network(Path(args.network), home)
-
-    async def make_store() -> None:
-        store = await Store.open(config.store)
-        await store.close()
-
-    asyncio.run(make_store())
     _out(f"initialised {config.tier} node {config.name!r} in {home}")
     _out(f"  node id     {identity.node_id}")
     _out(f"  config      {home / CONFIG_FILE}")

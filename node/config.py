@@ -271,6 +271,7 @@ def render_config(
     ark_naan: str = "99999",
     quota_gib: int = 4096,
     zeroconf: bool = False,
+    hello_interval_seconds: int = 30,
 ) -> str:
     """node.toml text with every key commented; also the documented example in the repo."""
     return f"""\
@@ -315,7 +316,7 @@ max_body_bytes = 1048576
 # Other libraries to connect to besides the parent, as peer URLs, e.g. ["http://10.20.0.9:8470"].
 urls = []
 # Seconds between hellos to each connected peer (the heartbeat), 1 to 3600.
-hello_interval_seconds = 30
+hello_interval_seconds = {hello_interval_seconds}
 # Most peers kept in the peer table (configured, discovered and exchanged), 1 to 4096.
 max_peers = 256
 
