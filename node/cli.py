@@ -8,7 +8,9 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -367,6 +369,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"  records   {c['records']} ({c['deleted']} deleted), {c['files']} files,"
         f" {format_size(c['content_bytes'])}"
     )
+    m = status.get("membership")
+    if m and m.get("enrolled"):
+        p = m["peers"]
+        expires = dt.datetime.fromtimestamp(m["certificate_expires_ms"] / 1000, dt.UTC)
+        _out(
+            f"  network   {m['network']['name']} (region {m['region']}, certificate until"
+            f" {expires:%Y-%m-%d})"
+        )
+        _out(
+            f"  peers     {p['connected']} connected of {p['known']} known"
+            f" ({p['failed']} unreachable, {p['rejected']} refused);"
+            f" {m['rejected_requests']} requests refused"
+        )
+    elif running:
+        _out("  network   not enrolled: running alone (siku enroll request)")
     pct = 100 * s["used_bytes"] / s["quota_bytes"] if s["quota_bytes"] else 0
     used, quota = format_size(s["used_bytes"]), format_size(s["quota_bytes"])
     _out(f"  storage   {used} of {quota} quota ({pct:.2f} %)")
@@ -377,33 +394,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    home, sample = Path(args.home), Path(args.sample)
-    if not (home / CONFIG_FILE).exists():
-        cmd_init(
-            argparse.Namespace(
-                home=str(home),
-                name="Dunhuang County Library (demo) 敦煌县图书馆",
-                code="620982",
-                tier="county",
-                parent="",
-                region="",
-                network=None,
-                public_url=None,
-                listen=args.listen,
-                admin_listen=args.admin_listen,
-                network_name="siku-demo",
-                ark_naan="99999",
-                quota_gib=64,
-                force=False,
+    """Four libraries, one per tier, each its own daemon process on loopback ports, enrolled down
+    the chain and connected; the sample collection is ingested at the county library."""
+    from node.cli_membership import cmd_peers
+    from node.demo import DEMO_NODES, Processes, build_network, is_built, wait_until
+
+    root, sample = Path(args.home), Path(args.sample)
+    if not is_built(root, DEMO_NODES):
+        if (root / "network").exists():
+            raise HomeError(
+                f"{root} holds an incomplete demo network: remove it (rm -r {root}) and retry"
             )
-        )
+        _out(f"creating a four-tier demo network in {root}")
+        build_network(root, DEMO_NODES, hello_interval_seconds=5)
+        for spec in DEMO_NODES:
+            _out(f"  {spec.tier:<11} {spec.name}  {spec.url}  (home {root / spec.key})")
+    county = root / "county"
     inputs = [sample / "collection.csv"]
     inputs += sorted(p for p in (sample / "bags").iterdir() if p.is_dir())
     inputs += sorted(p for p in (sample / "folders").iterdir() if p.is_dir())
-    _out(f"ingesting the sample collection from {sample}")
+    _out(f"ingesting the sample collection from {sample} at the county library")
     rc = cmd_ingest(
         argparse.Namespace(
-            home=str(home),
+            home=str(county),
             paths=[str(p) for p in inputs],
             collection=None,
             access=None,
@@ -411,25 +424,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
             rights=None,
             license=None,
             json=False,
-            quiet=False,
+            quiet=True,
         )
     )
     if rc != EX_OK:
         return rc
-    config = load_config(home)
-    public = config.listen.url()
-    _out("")
-    _out("siku demo node is starting. Try:")
-    _out(f"  search     {public}/search?q=县志")
-    _out(f"  API        {public}/api/v1/search?q=dunhuang")
-    _out(
-        f'  status     curl -H "Authorization: Bearer $(cat {config.token_file})"'
-        f" {config.admin_listen.url()}/admin/api/v1/status"
-    )
-    _out(f"  CLI        .venv/bin/siku status --home {home}   (in another terminal)")
-    _out("Press Ctrl-C to stop.")
-    sys.stdout.flush()
-    return cmd_run(argparse.Namespace(home=str(home)))
+    configs = {spec.key: load_config(root / spec.key) for spec in DEMO_NODES}
+    homes = [root / spec.key for spec in DEMO_NODES]
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM/SIGHUP stop the children in order, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+    _out("starting the four daemons (logs: HOME/daemon.log)")
+    with Processes(homes) as processes:
+
+        def all_connected() -> bool:
+            processes.check_alive()
+            for config in configs.values():
+                peers = asyncio.run(_peers_of(config))
+                if peers is None or sum(p["state"] == "connected" for p in peers) < 3:
+                    return False
+            return True
+
+        wait_until(all_connected, 90, "the four nodes to connect to each other", interval=1.0)
+        for spec in DEMO_NODES:
+            _out("")
+            _out(f"$ siku peers --home {root / spec.key}    # {spec.tier}")
+            cmd_peers(argparse.Namespace(home=str(root / spec.key), json=False))
+        c = configs["county"]
+        _out("")
+        _out("siku demo network is running. Try:")
+        _out(f"  search     {c.listen.url()}/search?q=县志   (the county library's catalogue)")
+        _out(f"  API        {c.listen.url()}/api/v1/search?q=dunhuang")
+        _out(f"  peers      .venv/bin/siku peers --home {root / 'national'}")
+        _out(f"  status     .venv/bin/siku status --home {county}")
+        _out("Press Ctrl-C to stop all four.")
+        sys.stdout.flush()
+        try:
+            while True:
+                time.sleep(1)
+                processes.check_alive()
+        except KeyboardInterrupt:
+            _out("stopping the four daemons")
+    _out("stopped")
+    return EX_OK
+
+
+async def _peers_of(config: Config) -> list[dict[str, Any]] | None:
+    from node.cli_membership import daemon_peers
+
+    return await daemon_peers(config)
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -518,11 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_membership_parsers(sub, home)
 
-    p = sub.add_parser("demo", help="set up a demo node with the sample collection and run it")
-    home(p)
+    p = sub.add_parser(
+        "demo", help="run a four-tier demo network on loopback ports 8470-8477 with a sample"
+    )
+    p.add_argument("--home", required=True, help="folder for the demo network's homes")
     p.add_argument("--sample", required=True, help="the sample collection folder")
-    p.add_argument("--listen", default="127.0.0.1:8470")
-    p.add_argument("--admin-listen", default="127.0.0.1:8471")
     p.set_defaults(fn=cmd_demo)
     return parser
 

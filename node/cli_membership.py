@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from protocol.membership import (
 from protocol.records import encode_envelope
 from storage.store import Store
 
-__all__ = ["add_membership_parsers"]
+__all__ = ["add_membership_parsers", "cmd_peers", "daemon_peers"]
 
 PEERS_TIMEOUT_SECONDS = 5.0
 
@@ -246,7 +247,7 @@ def cmd_enroll_show(args: argparse.Namespace) -> int:
 # --- peers --------------------------------------------------------------------------------------
 
 
-async def _daemon_peers(config: Config) -> list[dict[str, Any]] | None:
+async def daemon_peers(config: Config) -> list[dict[str, Any]] | None:
     import aiohttp
 
     token = load_admin_token(config.token_file)
@@ -268,7 +269,7 @@ async def _daemon_peers(config: Config) -> list[dict[str, Any]] | None:
 
 def cmd_peers(args: argparse.Namespace) -> int:
     config = load_config(Path(args.home))
-    peers = asyncio.run(_daemon_peers(config))
+    peers = asyncio.run(daemon_peers(config))
     live = peers is not None
     if peers is None:
         rows = _in_store(config, lambda store: store.membership.load_peers())
@@ -299,15 +300,27 @@ def cmd_peers(args: argparse.Namespace) -> int:
     if not peers:
         _out("no peers known")
         return 0
-    _out(f"{'STATE':<11} {'TIER':<10} {'RTT':>7} {'FAIL':>4}  {'NAME':<28} URL")
+    _out(f"{'STATE':<11} {'TIER':<10} {'RTT':>7} {'FAIL':>4}  {_fit('NAME', 32)} URL")
     for p in peers:
         rtt = f"{p['rtt_ms']:.1f}ms" if p.get("rtt_ms") is not None else "-"
-        name = (p.get("name") or "?")[:28]
         _out(
-            f"{p['state']:<11} {p.get('tier') or '?':<10} {rtt:>7} {p['failures']:>4}  {name:<28}"
-            f" {p['url']}"
+            f"{p['state']:<11} {p.get('tier') or '?':<10} {rtt:>7} {p['failures']:>4}"
+            f"  {_fit(p.get('name') or '?', 32)} {p['url']}"
         )
+        if p["state"] != "connected" and p.get("last_error"):
+            _out(f"{'':<11} {p['last_error']}")
     return 0
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` cut and padded to `width` terminal columns (CJK characters take two)."""
+    out, used = "", 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        if used + w > width:
+            break
+        out, used = out + ch, used + w
+    return out + " " * (width - used)
 
 
 # --- parsers ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -32,7 +33,9 @@ from node.network import NETWORK_FILE
 from protocol.records import SignedRecord
 from storage.store import Store
 
-__all__ = ["DEMO_NODES", "NodeSpec", "Processes", "build_network"]
+__all__ = ["DEMO_NODES", "NodeSpec", "Processes", "build_network", "is_built", "wait_until"]
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,17 @@ def is_built(root: Path, specs: Sequence[NodeSpec]) -> bool:
     )
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the parent dies (even by SIGKILL), so a demo
+    or a test never leaves daemons behind. Linux only; elsewhere the parent's exit path stops
+    them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 class Processes:
     """Daemons as child processes (`python -m node.cli run`), logs in each home's daemon.log.
     Stopped with SIGTERM (then SIGKILL after a grace period) when the block ends."""
@@ -161,6 +175,7 @@ class Processes:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+            preexec_fn=_die_with_parent,
         )
         self.children[home] = child
         return child

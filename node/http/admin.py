@@ -95,6 +95,29 @@ async def status_json(ctx: NodeContext) -> dict[str, Any]:
             "free_fraction": round(max(0.0, 1.0 - used / quota), 6) if quota > 0 else 0.0,
         },
         "listen": {"public": str(config.listen), "admin": str(config.admin_listen)},
+        "membership": _membership_json(ctx),
+    }
+
+
+def _membership_json(ctx: NodeContext) -> dict[str, Any]:
+    peering = ctx.peering
+    if peering is None:
+        return {"enrolled": False, "network": None}
+    leaf = peering.membership.own_leaf
+    states = [p.state for p in peering.table.snapshot() if p.state != "self"]
+    return {
+        "enrolled": True,
+        "network": {"name": peering.network.name, "id": peering.network.id},
+        "region": leaf.subject.region,
+        "certificate_expires_ms": leaf.not_after_ms,
+        "revocations_held": len(peering.membership.revocations()),
+        "peers": {
+            "known": len(states),
+            "connected": states.count("connected"),
+            "failed": states.count("failed"),
+            "rejected": states.count("rejected"),
+        },
+        "rejected_requests": sum(peering.rejections.by_code.values()),
     }
 
 
