@@ -201,7 +201,7 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
             raise ConfigError("peers.urls must be a list of at most 64 URLs")
         static_peers = tuple(validate_peer_url(u) for u in static)
         if parent:
-            validate_peer_url(parent)
+            parent = validate_peer_url(parent)
     except ValidationError as e:
         raise ConfigError(f"http.public_url / peers.urls / node.parent: {e.message}") from e
     hello_interval = peers_table.get("hello_interval_seconds", int, 30)
@@ -232,7 +232,7 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
         code=code,
         tier=tier,
         region=region,
-        parent=parent.rstrip("/"),
+        parent=parent,
         public_url=public_url,
         peers=static_peers,
         hello_interval_seconds=hello_interval,

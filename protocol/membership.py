@@ -203,7 +203,8 @@ class Certificate:
 
 @dataclass(frozen=True)
 class Revocation:
-    """`issuer` withdraws `subject` (a node key) from the network from `revoked_ms` on."""
+    """`issuer` withdraws `subject` (a node key) from the network. It takes effect wherever it
+    is known, as soon as it is known: `revoked_ms` records when it was issued, for people."""
 
     network: str
     subject: bytes

@@ -9,6 +9,7 @@ sent it; the records inside are each checked on their own before anything is bel
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,19 +51,29 @@ MAX_REVOCATIONS = 4_096  # revocations passed on per hello
 MAX_HELLO_BYTES = 4 << 20
 
 _NETWORK = re.compile(r"[a-z2-7]{32}")
-_URL = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?/?")
+_URL = re.compile(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[1-9][0-9]{0,4})?/?")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 def validate_peer_url(url: str) -> str:
-    """A peer's base URL, scheme, host and port only (`http://10.1.2.3:8470`), without a
-    trailing slash."""
+    """A peer's base URL, scheme, host and port only (`http://10.1.2.3:8470`), returned in
+    canonical form: lower-case host, no trailing slash. Host names are DNS names; IPv6 literals
+    go in brackets (as written: only checked); ports have no leading zeros."""
     match = _URL.fullmatch(url) if isinstance(url, str) and len(url) <= MAX_URL_CHARS else None
     if match is None:
         raise ValidationError(f"peer URL {url!r} must be http(s)://HOST[:PORT]")
-    port = match.group(2)
+    scheme, host, port = match.group(1), match.group(2).lower(), match.group(3)
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as e:
+            raise ValidationError(f"peer URL {url!r} has a malformed IPv6 address") from e
+    elif not _HOST.fullmatch(host):
+        raise ValidationError(f"peer URL {url!r} has a malformed host name")
     if port and not (0 < int(port[1:]) < 65536):
         raise ValidationError(f"peer URL {url!r} has a port out of range")
-    return url.rstrip("/")
+    return f"{scheme}://{host}{port or ''}"
 
 
 @dataclass(frozen=True)

@@ -26,3 +26,4 @@ def add_peer_routes(app: web.Application, ctx: NodeContext) -> None:
         app.router.add_route("*", "/peer/v1/{tail:.*}", not_enrolled)
         return
     app.router.add_post("/peer/v1/hello", peering.server.route(peering.handle_hello))
+    app.router.add_post("/peer/v1/ping", peering.server.route(peering.handle_ping))

@@ -89,9 +89,10 @@ class PeerClient:
         self.clock = clock
 
     async def hello(self, url: str, hello: HelloMessage) -> HelloOutcome:
+        """Say hello (always with our chain: it is how a peer learns it)."""
         body = encode_hello(hello)
         started = time.monotonic()
-        status, headers, answer, member = await self._post(url, HELLO_PATH, body)
+        status, headers, answer, member = await self._post(url, HELLO_PATH, body, chain=True)
         rtt_ms = (time.monotonic() - started) * 1000
         if status != 200:
             raise self._refusal(status, answer)
@@ -103,8 +104,32 @@ class PeerClient:
         self._verify_answer(status, headers, answer, HELLO_PATH, member, admitted)
         return HelloOutcome(admitted, theirs, rtt_ms)
 
+    async def call(self, url: str, path: str, body: bytes, peer_key: bytes) -> bytes:
+        """A signed request to a peer already met (its key known from a hello): the chain is
+        sent only if the peer says it does not have it. Returns the verified answer body."""
+        status, headers, answer, member = await self._post(url, path, body, chain=False)
+        if status == 401 and b"unknown-chain" in answer[:MAX_PROBLEM_BYTES]:
+            status, headers, answer, member = await self._post(url, path, body, chain=True)
+        if status != 200:
+            raise self._refusal(status, answer)
+        try:  # also checks the answer's key id is `peer_key`'s node id
+            httpsig.verify_response(
+                status=status,
+                headers=headers,
+                body=answer,
+                public_key=peer_key,
+                request_method="POST",
+                request_path=path,
+                request_query="",
+                request_signature_member=member,
+                now=int(self.clock()),
+            )
+        except ProtocolError as e:
+            raise PeerMisbehavedError(e.code, f"answer signature: {e.message}") from e
+        return answer
+
     async def _post(
-        self, url: str, path: str, body: bytes
+        self, url: str, path: str, body: bytes, *, chain: bool
     ) -> tuple[int, dict[str, str], bytes, str]:
         signed = httpsig.sign_request(
             self.key,
@@ -115,7 +140,9 @@ class PeerClient:
             created=int(self.clock()),
             nonce=secrets.token_urlsafe(24),
         )
-        headers = {**signed, "Content-Type": MSGPACK, CHAIN_HEADER: self.chain_header}
+        headers = {**signed, "Content-Type": MSGPACK}
+        if chain:
+            headers[CHAIN_HEADER] = self.chain_header
         try:
             async with self.session.post(url + path, data=body, headers=headers) as resp:
                 answer = await resp.content.read(MAX_HELLO_BYTES + 1)

@@ -106,9 +106,10 @@ class NonceCache:
         if len(self._seen) >= self.limit:
             # Forgetting a live nonce would open a replay window: refuse instead.
             raise PeerProblem("busy", "too many recent requests; retry shortly", 503)
-        # Expiry: a request created at the far edge of the skew window is still acceptable
-        # `window` seconds after now, twice the skew; keep it that long.
-        self._seen[(keyid, nonce)] = now + 2 * self.window
+        # A request is accepted while |created - now| <= window (inclusive). One created at the
+        # far edge, `window` ahead of now, is thus acceptable until now + 2 * window inclusive:
+        # the nonce must outlive that second too, hence + 1 (expired means expiry <= now).
+        self._seen[(keyid, nonce)] = now + 2 * self.window + 1
 
 
 class Rejections:
@@ -142,6 +143,7 @@ class PeerServer:
 
     def __post_init__(self) -> None:
         self.nonces = NonceCache(self.max_skew)
+        self._presented: OrderedDict[str, str] = OrderedDict()  # key id → last chain header
 
     def route(self, handler: PeerHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def serve(request: web.Request) -> web.Response:
@@ -217,6 +219,15 @@ class PeerServer:
                     "unknown-chain", f"no certificate chain known for {keyid}: send {CHAIN_HEADER}"
                 )
             return admitted
+        if self._presented.get(keyid) == header:
+            # The same chain as before: re-checked only as the cache's rules say (revocations,
+            # age), not re-verified link by link on every request.
+            try:
+                admitted = self.membership.cached(keyid)
+            except ChainError as e:
+                raise PeerProblem(e.code, e.message) from e
+            if admitted is not None:
+                return admitted
         if len(header) > MAX_CHAIN_HEADER_CHARS:
             raise PeerProblem("invalid-chain", f"{CHAIN_HEADER} header too long")
         try:
@@ -228,6 +239,10 @@ class PeerServer:
         admitted = self.membership.admit(tuple(chain))  # ChainError subclasses carry the code
         if admitted.leaf.subject.node_id != keyid:
             raise PeerProblem("invalid-chain", "the chain presented is not the signer's")
+        self._presented[keyid] = header
+        self._presented.move_to_end(keyid)
+        while len(self._presented) > MAX_CALLERS_TRACKED:
+            self._presented.popitem(last=False)
         return admitted
 
     def _respond(

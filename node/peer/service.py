@@ -37,7 +37,7 @@ from protocol.peering import (
     encode_hello,
     sign_address,
 )
-from protocol.records import decode_envelope, encode_envelope
+from protocol.records import canonical_pack, decode_envelope, encode_envelope
 from storage.membership import PeerRow
 from storage.store import Store
 
@@ -159,6 +159,10 @@ class Peering:
         # The revocations the caller brought may revoke the caller itself.
         self.membership.cached(sender.leaf.subject.node_id)
         return 200, encode_hello(self.own_hello())
+
+    async def handle_ping(self, sender: Admitted, body: bytes) -> tuple[int, bytes]:
+        """A cheap signed round trip (latency probes, benchmarks): who answers, and when."""
+        return 200, canonical_pack([self.identity.node_id, self.clock_ms()])
 
     # --- dialing -------------------------------------------------------------------------------
 

@@ -53,11 +53,16 @@ class PeerTable:
         assert source in SOURCES
         peer = self.peers.get(url)
         if peer is not None:
-            if source == "configured":
-                peer.source = "configured"
+            # A stronger source wins the label: configured > zeroconf (seen on our LAN) >
+            # exchange (heard from another node).
+            if SOURCES.index(source) < SOURCES.index(peer.source):
+                peer.source = source
             return peer
         if len(self.peers) >= self.max_peers and not self._make_room(source):
-            return None
+            if source != "configured":
+                return None
+            # Only configured peers left: node.toml bounds their number (parent + 64 URLs),
+            # so the table may exceed max_peers by them rather than drop one silently.
         peer = Peer(url=url, source=source, next_attempt_ms=now_ms)
         self.peers[url] = peer
         return peer
@@ -68,12 +73,10 @@ class PeerTable:
             for p in self.peers.values()
             if p.source != "configured" and p.state in ("failed", "rejected", "new")
         ]
-        if not victims and source != "configured":
-            return False
-        if not victims:
+        if not victims and source == "configured":
             victims = [p for p in self.peers.values() if p.source != "configured"]
-            if not victims:
-                return False
+        if not victims:
+            return False
         worst = max(victims, key=lambda p: (p.state != "new", p.failures, -(p.last_seen_ms or 0)))
         del self.peers[worst.url]
         return True
@@ -166,12 +169,12 @@ class PeerTable:
         out: list[bytes] = []
         seen: set[bytes] = set()
         for p in known:
+            if len(out) >= limit:
+                break
             assert p.address is not None
             if p.address not in seen:
                 seen.add(p.address)
                 out.append(p.address)
-            if len(out) >= limit:
-                break
         return out
 
     def snapshot(self) -> list[Peer]:

@@ -1,0 +1,1 @@
+"""System tests: real daemons in Linux network namespaces the tests create (root only)."""
