@@ -58,11 +58,11 @@ class PeerTable:
             if SOURCES.index(source) < SOURCES.index(peer.source):
                 peer.source = source
             return peer
-        if len(self.peers) >= self.max_peers and not self._make_room(source):
-            if source != "configured":
-                return None
-            # Only configured peers left: node.toml bounds their number (parent + 64 URLs),
-            # so the table may exceed max_peers by them rather than drop one silently.
+        # With only configured peers left, the table may exceed max_peers by them rather than
+        # drop one silently: node.toml bounds their number (the parent + 64 URLs).
+        full = len(self.peers) >= self.max_peers
+        if full and not self._make_room(source) and source != "configured":
+            return None
         peer = Peer(url=url, source=source, next_attempt_ms=now_ms)
         self.peers[url] = peer
         return peer
