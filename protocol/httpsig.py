@@ -3,7 +3,8 @@
 Only the subset siku uses. A request carries three headers:
 
     Content-Digest: sha-256=:<base64 of SHA-256(body)>:
-    Signature-Input: sig1=("@method" "@path" "@query" "content-digest");created=<unix s>
+    Siku-To: <the receiving node's id, or * on first contact>
+    Signature-Input: sig1=("@method" "@path" "@query" "content-digest" "siku-to");created=<unix s>
                      ;keyid="<node id>";nonce="<16-64 base64url chars>";alg="ed25519"
     Signature: sig1=:<base64 of the Ed25519 signature>:
 
@@ -46,6 +47,7 @@ from protocol.identity import (
 )
 
 __all__ = [
+    "ANY_RECEIVER",
     "DEFAULT_MAX_SKEW_SECONDS",
     "LABEL",
     "MAX_CONTENT_DIGEST_HEADER_CHARS",
@@ -72,7 +74,10 @@ __all__ = [
 LABEL = "sig1"
 ALG = "ed25519"
 # Covered components, each as its name followed by its serialized parameters, in signing order.
-REQUEST_COMPONENTS = ("@method", "@path", "@query", "content-digest")
+# `siku-to` names the node the request is for (its node id), or "*" on first contact when the
+# caller knows only a URL: a request signed for one node cannot be replayed to another.
+REQUEST_COMPONENTS = ("@method", "@path", "@query", "content-digest", "siku-to")
+ANY_RECEIVER = "*"
 RESPONSE_COMPONENTS = (
     "@status",
     "content-digest",
@@ -159,6 +164,7 @@ class PendingRequest:
     method: str
     path: str
     query: str
+    to: str  # the receiver's node id, or ANY_RECEIVER
 
     def verify(self, public_key: bytes) -> None:
         """Raise BadSignatureError unless `public_key` is the keyid's key and signed the base."""
@@ -219,8 +225,11 @@ def sign_request(
     body: bytes,
     created: int,
     nonce: str,
+    to: str,
 ) -> dict[str, str]:
-    """Headers to add to a request: Content-Digest, Signature-Input and Signature.
+    """Headers to add to a request: Content-Digest, Siku-To, Signature-Input and Signature.
+
+    `to` is the receiving node's id, or ANY_RECEIVER when only its URL is known.
 
     The keyid is the node id of `key`. Use `signature_member` on the result to get the value
     `verify_response` needs to check that a response answers this request.
@@ -229,8 +238,8 @@ def sign_request(
         raise MalformedSignatureError("a request needs a nonce")
     params = SignatureParams(keyid=node_id(public_key_bytes(key)), created=created, nonce=nonce)
     digest = content_digest(body)
-    values = _request_values(method, path, query, digest)
-    return _sign(key, REQUEST_COMPONENTS, values, params, digest)
+    values = _request_values(method, path, query, digest, _check_to(to))
+    return {**_sign(key, REQUEST_COMPONENTS, values, params, digest), "Siku-To": to}
 
 
 def sign_response(
@@ -272,7 +281,9 @@ def parse_request(
     signature = _parse_signature(headers)
     params, params_text = _parse_signature_input(headers, REQUEST_COMPONENTS, with_nonce=True)
     _check_skew(params.created, now, max_skew)
-    values = _request_values(method, path, query, _checked_digest(headers, body))
+    raw_to = _header(headers, "siku-to", MalformedSignatureError)
+    to = _check_to(raw_to.strip(" \t") if raw_to is not None else None)
+    values = _request_values(method, path, query, _checked_digest(headers, body), to)
     return PendingRequest(
         params=params,
         signature=signature,
@@ -281,6 +292,7 @@ def parse_request(
         method=method,
         path=path,
         query=query,
+        to=to,
     )
 
 
@@ -361,8 +373,16 @@ def _request_target(method: str, path: str, query: str) -> tuple[str, str, str]:
     return (method.upper(), path, f"?{query}")
 
 
-def _request_values(method: str, path: str, query: str, digest: str) -> tuple[str, ...]:
-    return (*_request_target(method, path, query), digest)
+def _request_values(method: str, path: str, query: str, digest: str, to: str) -> tuple[str, ...]:
+    return (*_request_target(method, path, query), digest, to)
+
+
+def _check_to(to: str | None) -> str:
+    if to is None:
+        raise MalformedSignatureError("no Siku-To header (the receiving node's id, or '*')")
+    if to != ANY_RECEIVER and not _KEYID.fullmatch(to):
+        raise MalformedSignatureError("Siku-To is not a node id or '*'")
+    return to
 
 
 def _response_values(
@@ -399,7 +419,32 @@ def _member(headers: Mapping[str, str], name: str) -> _Member:
     return member
 
 
+# Fast paths for the exact headers siku's own signers write (one `sig1` member, canonical form):
+# a regular expression extracts the values and the text must equal what our serializer makes
+# of them, so the fast path accepts nothing the strict parser below would refuse or read
+# differently. Anything else (other members, other spacing) takes the strict parser.
+_FAST_SIGNATURE = re.compile(r"sig1=:([A-Za-z0-9+/]{86}==):")
+_FAST_INPUT = re.compile(
+    r'sig1=(\([^()]*\);created=([0-9]{1,15});keyid="([a-z2-7]{32})"'
+    r'(?:;nonce="([A-Za-z0-9_-]{16,64})")?;alg="ed25519")'
+)
+
+
+def _fast_header(
+    headers: Mapping[str, str], name: str, pattern: re.Pattern[str]
+) -> re.Match[str] | None:
+    text = _header(headers, name, MalformedSignatureError)
+    if text is None or len(text) > MAX_SIGNATURE_HEADER_CHARS:
+        return None  # the strict path reports it
+    return pattern.fullmatch(text)
+
+
 def _parse_signature(headers: Mapping[str, str]) -> bytes:
+    fast = _fast_header(headers, "signature", _FAST_SIGNATURE)
+    if fast is not None:
+        raw = base64.b64decode(fast.group(1), validate=True)
+        if len(raw) == SIGNATURE_BYTES and base64.b64encode(raw).decode("ascii") == fast.group(1):
+            return raw
     value = _member(headers, "signature").value
     if not isinstance(value, _Item) or not isinstance(value.value, bytes) or value.params:
         raise MalformedSignatureError("signature is not a byte sequence")
@@ -412,6 +457,17 @@ def _parse_signature_input(
     headers: Mapping[str, str], components: tuple[str, ...], *, with_nonce: bool
 ) -> tuple[SignatureParams, str]:
     """The sig1 parameters and the member's exact text, which goes into the signature base."""
+    fast = _fast_header(headers, "signature-input", _FAST_INPUT)
+    if fast is not None and bool(fast.group(4)) == with_nonce:
+        text, created, keyid, nonce = fast.groups()
+        try:
+            fast_params: SignatureParams | None = SignatureParams(
+                keyid=keyid, created=int(created), nonce=nonce or ""
+            )
+        except MalformedSignatureError:
+            fast_params = None
+        if fast_params is not None and text == _serialize_signature_params(components, fast_params):
+            return fast_params, text
     member = _member(headers, "signature-input")
     value = member.value
     if not isinstance(value, _InnerList):

@@ -36,7 +36,7 @@ from protocol.records import (
     Rights,
     sign_catalogue,
 )
-from storage.catalogue import PreparedBatch, StoredRecord, prepare
+from storage.catalogue import StoredRecord
 from storage.errors import StorageError
 from storage.importer import import_file, new_bytes
 from storage.store import Store
@@ -52,11 +52,6 @@ BATCH_SECONDS = 0.5
 VERSION_RESERVE = 4 * BATCH_RECORDS
 # Resources parsed from the input per hop to the parsing thread.
 SOURCE_READ_AHEAD = 256
-# Dublin Core values remembered, already validated, so that a value repeated row after row (a
-# subject, a type, a creator) is validated once per ingest. Long values are rarely repeated.
-LANG_STRING_CACHE = 50_000
-LANG_STRING_CACHE_CHARS = 200
-RIGHTS_CACHE = 1_000  # distinct (access, embargo, statement, licence, collection) remembered
 # Threads copying files in. Far more than the cores: each spends most of its time waiting for
 # fsync, and the disk writes faster with many requests queued (measured here, 1 MiB
 # write+fsync: 1 thread 222 MiB/s, 2 threads 405, 4 threads 477; whole ingest of 300 × 1 MiB:
@@ -172,8 +167,6 @@ class Ingester:
         self._seen_fp: dict[bytes, str] = {}
         self._minted: set[str] = set()
         self._version_pool: list[Hlc] = []
-        self._lang_strings: dict[tuple[str, str], LangString] = {}
-        self._rights_seen: dict[tuple[object, ...], tuple[Rights, str]] = {}
 
     async def run(
         self, sources: Iterable[SourceResource | IngestError]
@@ -301,24 +294,20 @@ class Ingester:
                     # Chunks durable before any record that refers to them is committed.
                     await asyncio.to_thread(self.store.chunks.flush)
                 records, early = await self._build(batch)
-                # Rows are built here, while the previous batch is still being written.
-                prepared = prepare([r for r, _ in records])
                 for result in early:
                     await results.put(result)
                 if writing is not None:
                     for result in await writing:
                         await results.put(result)
-                writing = tg.create_task(self._write(prepared, [r for _, r in records]))
+                writing = tg.create_task(self._write(records))
             if writing is not None:
                 for result in await writing:
                     await results.put(result)
         await results.put(None)
 
-    async def _write(
-        self, prepared: PreparedBatch, results: list[IngestResult]
-    ) -> list[IngestResult]:
-        await self.store.catalogue.put_prepared(prepared)
-        return results
+    async def _write(self, records: list[tuple[StoredRecord, IngestResult]]) -> list[IngestResult]:
+        await self.store.catalogue.put([r for r, _ in records])
+        return [r for _, r in records]
 
     async def _build(
         self, batch: list[_Prepared]
@@ -368,7 +357,7 @@ class Ingester:
                     pid=pid,
                     origin=self.identity.public_key,
                     version=next(versions),
-                    dc=self._dc(p.source),
+                    dc=_dc(p.source),
                     collection=collection,
                     rights=rights,
                     files=p.files,
@@ -393,7 +382,7 @@ class Ingester:
             pid=_PLACEHOLDER_PID,
             origin=self.identity.public_key,
             version=Hlc(0),
-            dc=self._dc(source),
+            dc=_dc(source),
             collection=collection,
             rights=rights,
         )
@@ -416,17 +405,6 @@ class Ingester:
         return rights, collection
 
     def _rights(self, source: SourceResource) -> tuple[Rights, str]:
-        # Rows of one CSV mostly share their rights: each combination is validated once.
-        key = (source.access, source.embargo_until, source.rights, source.license)
-        key += (source.collection,)
-        known = self._rights_seen.get(key)
-        if known is None:
-            if len(self._rights_seen) > RIGHTS_CACHE:
-                self._rights_seen.clear()
-            known = self._rights_seen[key] = self._new_rights(source)
-        return known
-
-    def _new_rights(self, source: SourceResource) -> tuple[Rights, str]:
         o = self.options
         access = source.access or o.access or "open"
         embargo = (
@@ -441,23 +419,6 @@ class Ingester:
         if access == "embargoed" and embargo is None:
             raise IngestError(source.label, "access is 'embargoed' but no embargo date is given")
         return rights, source.collection or o.collection or ""
-
-    def _dc(self, source: SourceResource) -> dict[str, tuple[LangString, ...]]:
-        cache = self._lang_strings
-        if len(cache) > LANG_STRING_CACHE:
-            cache.clear()
-        out = {}
-        for element, values in source.dc.items():
-            strings = []
-            for v in values:
-                s = cache.get((v.value, v.lang))
-                if s is None:
-                    s = LangString(v.value, v.lang)  # validates; raises ProtocolError
-                    if len(v.value) <= LANG_STRING_CACHE_CHARS:
-                        cache[v.value, v.lang] = s
-                strings.append(s)
-            out[element] = tuple(strings)
-        return out
 
     async def _versions(self, n: int) -> list[Hlc]:
         """`n` fresh versions from a pool reserved in advance, so that building a batch does
@@ -490,6 +451,8 @@ class Ingester:
 _PLACEHOLDER_PID = str(ark.mint("99999", "00", bytes(ark.ENTROPY_BYTES)))
 
 
+def _dc(source: SourceResource) -> dict[str, tuple[LangString, ...]]:
+    return {k: tuple(LangString(v.value, v.lang) for v in vs) for k, vs in source.dc.items()}
 
 
 def _message(error: Exception) -> str:

@@ -17,6 +17,7 @@ from node.peer.membership import Admitted, MembershipView
 from node.peer.server import CHAIN_HEADER, MSGPACK
 from protocol import httpsig
 from protocol.errors import ProtocolError
+from protocol.identity import node_id
 from protocol.membership import encode_bundle
 from protocol.peering import MAX_HELLO_BYTES, HelloMessage, decode_hello, encode_hello
 from protocol.records import SignedRecord
@@ -88,11 +89,15 @@ class PeerClient:
         self.membership = membership
         self.clock = clock
 
-    async def hello(self, url: str, hello: HelloMessage) -> HelloOutcome:
-        """Say hello (always with our chain: it is how a peer learns it)."""
+    async def hello(
+        self, url: str, hello: HelloMessage, peer_id: str | None = None
+    ) -> HelloOutcome:
+        """Say hello (always with our chain: it is how a peer learns it), to `peer_id` if the
+        node at `url` is known, else to whoever answers there."""
         body = encode_hello(hello)
         started = time.monotonic()
-        status, headers, answer, member = await self._post(url, HELLO_PATH, body, chain=True)
+        to = peer_id or httpsig.ANY_RECEIVER
+        status, headers, answer, member = await self._post(url, HELLO_PATH, body, to, chain=True)
         rtt_ms = (time.monotonic() - started) * 1000
         if status != 200:
             raise self._refusal(status, answer)
@@ -107,9 +112,10 @@ class PeerClient:
     async def call(self, url: str, path: str, body: bytes, peer_key: bytes) -> bytes:
         """A signed request to a peer already met (its key known from a hello): the chain is
         sent only if the peer says it does not have it. Returns the verified answer body."""
-        status, headers, answer, member = await self._post(url, path, body, chain=False)
+        to = node_id(peer_key)
+        status, headers, answer, member = await self._post(url, path, body, to, chain=False)
         if status == 401 and b"unknown-chain" in answer[:MAX_PROBLEM_BYTES]:
-            status, headers, answer, member = await self._post(url, path, body, chain=True)
+            status, headers, answer, member = await self._post(url, path, body, to, chain=True)
         if status != 200:
             raise self._refusal(status, answer)
         try:  # also checks the answer's key id is `peer_key`'s node id
@@ -129,7 +135,7 @@ class PeerClient:
         return answer
 
     async def _post(
-        self, url: str, path: str, body: bytes, *, chain: bool
+        self, url: str, path: str, body: bytes, to: str, *, chain: bool
     ) -> tuple[int, dict[str, str], bytes, str]:
         signed = httpsig.sign_request(
             self.key,
@@ -139,6 +145,7 @@ class PeerClient:
             body=body,
             created=int(self.clock()),
             nonce=secrets.token_urlsafe(24),
+            to=to,
         )
         headers = {**signed, "Content-Type": MSGPACK}
         if chain:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.network import NetworkDescription
-from protocol.errors import ChainError, ProtocolError, WrongNetworkError
+from protocol.errors import ChainError, WrongNetworkError
 from protocol.identity import node_id
 from protocol.membership import (
     KIND_REVOCATION,
@@ -28,6 +28,9 @@ __all__ = ["Admitted", "MembershipView"]
 log = logging.getLogger(__name__)
 
 MAX_CACHED_CHAINS = 4_096
+# A provincial library certifies a few dozen municipal and county libraries: an issuer with
+# more revocations than this is not acting in good faith.
+MAX_REVOCATIONS_PER_ISSUER = 256
 # A cached verdict is re-derived this often even without news, so expiry is noticed.
 RECHECK_MS = 60_000
 
@@ -117,17 +120,22 @@ class MembershipView:
         return admitted
 
     async def add_revocation(self, signed: SignedRecord, sender: Admitted | None) -> bool:
-        """Take a revocation a peer passed on. Only records this node can see the authority for
-        are kept (signed by the root, or by a member that issues certificates), so a member
-        cannot fill our store with revocations nobody could act on. Returns True if new."""
+        """Take a revocation a peer passed on; True if it is new here.
+
+        Any revocation of this network with a valid signature is kept: whether it counts is
+        decided per chain by verify_chain (only the root or an issuer above the revoked link
+        has the authority), so keeping one without authority changes nothing. Storage is
+        bounded per issuer and in total, so one member cannot crowd the others out."""
         revocation = decode_revocation(signed)  # signature checked
         if revocation.network != self.network.id:
             raise WrongNetworkError("a revocation of another network")
         key = (revocation.subject, revocation.issuer)
         if key in self._revocations:
             return False
-        if revocation.issuer != self.root and not self._may_revoke(revocation.issuer):
-            raise ChainError("revocation signed by a key not known to issue certificates")
+        if revocation.issuer != self.root:
+            by_issuer = sum(1 for _, issuer in self._revocations if issuer == revocation.issuer)
+            if by_issuer >= MAX_REVOCATIONS_PER_ISSUER:
+                raise ChainError("this issuer has signed more revocations than a node keeps")
         if len(self._revocations) >= MAX_REVOCATIONS:
             raise ChainError("this node holds the most revocations it keeps")
         await self.store.membership.put(
@@ -136,30 +144,8 @@ class MembershipView:
         self._revocations[key] = (revocation, signed)
         self._generation += 1
         log.warning(
-            "revocation of node %s by %s accepted",
+            "revocation of node %s by %s received",
             node_id(revocation.subject),
             "the network root" if revocation.issuer == self.root else node_id(revocation.issuer),
         )
         return True
-
-    def _may_revoke(self, issuer: bytes) -> bool:
-        """Whether `issuer` appears in a chain we hold as a provincial or municipal node."""
-        for admitted in [*self._cache.values()]:
-            for link in admitted.chain:
-                try:
-                    cert = decode_certificate(link)
-                except ProtocolError:
-                    continue
-                if cert.subject.public_key == issuer and cert.subject.tier in (
-                    "provincial",
-                    "municipal",
-                ):
-                    return True
-        for link in self.own_chain:
-            cert = decode_certificate(link)
-            if cert.subject.public_key == issuer and cert.subject.tier in (
-                "provincial",
-                "municipal",
-            ):
-                return True
-        return False

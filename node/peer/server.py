@@ -1,8 +1,10 @@
 """The peer API on the public listener, `/peer/v1/…`: every request signed by a member (RFC 9421),
 every response signed by this node.
 
-Checks, in order; each failure gets its own problem code, a log line and a mark against the
-caller (its key id once the signature headers parse, its IP address before):
+Checks, in order; each failure gets its own problem code and a log line (with the key id the
+request claims), and is counted against the caller: against its node id once its signature has
+verified, against its IP address before (an unverified key id proves nothing, and counting
+against it would let anyone blacken another node's record):
 
     body-too-large       413  body over the limit (refused before anything is parsed)
     signature-missing    401  no Signature / Signature-Input
@@ -16,6 +18,7 @@ caller (its key id once the signature headers parse, its IP address before):
     expired              403  a link outside its validity period
     revoked              403  a link revoked by the root or an issuer above it
     bad-signature        401  the Ed25519 signature does not verify with the chain's key
+    wrong-receiver       421  signed for another node (Siku-To), or for "*" off the hello route
     replayed-nonce       401  (key id, nonce) seen within the skew window
 
 The nonce is recorded only after the signature verifies, so nobody can burn another node's
@@ -27,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +42,7 @@ from node.http.problems import PROBLEM_BASE, PROBLEM_JSON, dumps
 from node.peer.membership import Admitted, MembershipView
 from protocol import httpsig
 from protocol.errors import ChainError, ProtocolError
+from protocol.identity import node_id, public_key_bytes
 from protocol.membership import decode_bundle
 
 __all__ = [
@@ -57,6 +62,7 @@ MAX_CHAIN_HEADER_CHARS = 16_384
 MAX_NONCES = 200_000
 MAX_CALLERS_TRACKED = 4_096
 MSGPACK = "application/msgpack"
+FIRST_CONTACT_PATH = "/peer/v1/hello"  # the one route a request for "any receiver" may use
 
 _STATUS = {
     "body-too-large": 413,
@@ -66,6 +72,7 @@ _STATUS = {
     "expired": 403,
     "revoked": 403,
     "busy": 503,
+    "wrong-receiver": 421,
 }
 _AUTH_CODES = frozenset(
     {
@@ -86,6 +93,15 @@ class PeerProblem(Exception):
         super().__init__(message)
         self.code, self.message = code, message
         self.status = status or _STATUS.get(code, 401 if code in _AUTH_CODES else 400)
+
+
+_KEYID_PARAM = re.compile(r'keyid="([a-z2-7]{32})"')
+
+
+def _claimed_keyid(request: web.Request) -> str:
+    """The key id a request that failed to parse says it is from: for the log line only."""
+    match = _KEYID_PARAM.search(request.headers.get("Signature-Input", "")[:4096])
+    return match.group(1) if match else "nothing"
 
 
 class NonceCache:
@@ -142,6 +158,7 @@ class PeerServer:
     max_skew: int = httpsig.DEFAULT_MAX_SKEW_SECONDS
 
     def __post_init__(self) -> None:
+        self.node_id = node_id(public_key_bytes(self.key))
         self.nonces = NonceCache(self.max_skew)
         self._presented: OrderedDict[str, str] = OrderedDict()  # key id → last chain header
 
@@ -166,20 +183,22 @@ class PeerServer:
                 now=now,
                 max_skew=self.max_skew,
             )
-            caller = pending.params.keyid
-            admitted = self._admitted(request, pending.params.keyid)
+            claimed = pending.params.keyid
+            admitted = self._admitted(request, claimed)
             pending.verify(admitted.leaf.subject.public_key)
-            self.nonces.check_and_add(pending.params.keyid, pending.params.nonce, now)
+            caller = claimed  # proved: from here on a refusal is the caller's own
+            self._check_receiver(pending, request)
+            self.nonces.check_and_add(claimed, pending.params.nonce, now)
             status, out = await handler(admitted, body)
             return self._respond(status, out, MSGPACK, pending)
         except (PeerProblem, ProtocolError) as e:
             problem = e if isinstance(e, PeerProblem) else PeerProblem(e.code, e.message)
             log.warning(
-                "peer request %s %s from %s (%s) refused: %s: %s",
+                "peer request %s %s from %s (claims %s) refused: %s: %s",
                 request.method,
                 request.rel_url.raw_path,
                 caller,
-                request.remote,
+                pending.params.keyid if pending is not None else _claimed_keyid(request),
                 problem.code,
                 problem.message,
             )
@@ -194,6 +213,15 @@ class PeerServer:
                 }
             ).encode("utf-8")
             return self._respond(problem.status, body_out, PROBLEM_JSON, pending)
+
+    def _check_receiver(self, pending: httpsig.PendingRequest, request: web.Request) -> None:
+        if pending.to == self.node_id:
+            return
+        if pending.to == httpsig.ANY_RECEIVER and request.rel_url.raw_path == FIRST_CONTACT_PATH:
+            return  # the caller knows only our URL until this hello
+        raise PeerProblem(
+            "wrong-receiver", f"this request was signed for node {pending.to}, not for this one"
+        )
 
     async def _read_body(self, request: web.Request) -> bytes:
         length = request.content_length

@@ -213,7 +213,7 @@ class Peering:
             async with limit:
                 try:
                     async with asyncio.timeout(HELLO_TIMEOUT_SECONDS):
-                        outcome = await client.hello(url, self.own_hello())
+                        outcome = await client.hello(url, self.own_hello(), peer.node_id)
                 except TimeoutError:
                     self.table.failed(url, "timed out", self.clock_ms(), self._random.random())
                     return
@@ -222,6 +222,11 @@ class Peering:
                     log.debug("peer %s unreachable: %s", url, e.message)
                     return
                 except PeerRefusedError as e:
+                    if e.problem_code == "wrong-receiver":
+                        # Another node answers at this URL now: forget who we thought it was.
+                        peer.node_id = None
+                        self.table.failed(url, e.message, self.clock_ms(), self._random.random())
+                        return
                     log.warning("peer %s refused us: %s", url, e.message)
                     self.table.rejected(url, e.message, self.clock_ms())
                     return

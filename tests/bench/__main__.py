@@ -30,6 +30,7 @@ from tests.bench.common import (
     machine_info,
 )
 from tests.bench.ingest_files import run_ingest_files
+from tests.bench.peer import run_peer
 from tests.bench.report import render, write_json
 from tests.bench.search import run_search
 
@@ -37,7 +38,12 @@ from tests.bench.search import run_search
 BUDGET_SECONDS = 200.0
 QUICK_BUDGET_SECONDS = 10.0
 _EXCEPTION_LINE = re.compile(r"[\w.]+(Error|Exception): ")
-CREATED = ("files", "catalogue", "profile")  # what a run leaves in the workdir, unless --keep
+CREATED = (
+    "files",
+    "catalogue",
+    "profile",
+    "peer",
+)  # what a run leaves in the workdir, unless --keep
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace]:
@@ -50,7 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--keep", action="store_true", help="keep data sets and node homes")
     parser.add_argument(
         "--only",
-        choices=("files", "catalogue", "search", "profile"),
+        choices=("files", "catalogue", "search", "peer", "profile"),
         help="one benchmark (search ingests first; profile implies --profile)",
     )
     parser.add_argument("--budget", type=float, help="seconds of repeats per benchmark")
@@ -130,6 +136,10 @@ def run(settings: Settings, only: str | None, budget: float) -> Outcome:
             log("search benchmark")
             home = catalogue[0].home
             guarded("search", lambda: run_search(settings, home, settings.records, repeat))
+    if only in (None, "peer"):
+        log("peer API benchmark")
+        requests = 500 if settings.quick else 3000
+        guarded("peer API", lambda: run_peer(settings.workdir, settings.runs, requests))
     if settings.profile:
         log(f"cProfile of an in-process ingest of {settings.profile_records:,} rows")
         try:

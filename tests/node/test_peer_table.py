@@ -397,6 +397,7 @@ def test_a_nonce_outlives_every_request_that_could_carry_it() -> None:
         body=b"",
         created=t0 + WINDOW,
         nonce="AAAAAAAAAAAAAAAAAAAAAA",
+        to=httpsig.ANY_RECEIVER,
     )
 
     def receive(now: int) -> None:

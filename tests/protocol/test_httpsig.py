@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from protocol.errors import ProtocolError, SignatureError
 from protocol.httpsig import (
+    ANY_RECEIVER,
     DEFAULT_MAX_SKEW_SECONDS,
     LABEL,
     MAX_CONTENT_DIGEST_HEADER_CHARS,
@@ -42,6 +43,7 @@ from .strategies import KEYS
 CLIENT, SERVER, STRANGER = KEYS
 CLIENT_PUB, SERVER_PUB, STRANGER_PUB = (public_key_bytes(k) for k in KEYS)
 NOW = 1_700_000_000
+SERVER_ID = node_id(SERVER_PUB)
 NONCE = "n0nce-N0NCE_nonce"
 REQUEST: dict[str, Any] = {
     "method": "POST",
@@ -55,7 +57,7 @@ prop_settings = settings(max_examples=80, deadline=None)
 
 
 def signed_request(**changes: Any) -> dict[str, str]:
-    args = {**REQUEST, "created": NOW, "nonce": NONCE, **changes}
+    args = {**REQUEST, "created": NOW, "nonce": NONCE, "to": SERVER_ID, **changes}
     return sign_request(CLIENT, **args)
 
 
@@ -108,7 +110,7 @@ def signature_input_with(members: str) -> dict[str, str]:
 
 
 VALID_PARAMS = f';created={NOW};keyid="{node_id(CLIENT_PUB)}";nonce="{NONCE}";alg="ed25519"'
-VALID_LIST = '("@method" "@path" "@query" "content-digest")'
+VALID_LIST = '("@method" "@path" "@query" "content-digest" "siku-to")'
 
 
 # --- Content-Digest -----------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def test_bad_content_digest_is_rejected(header: str | None) -> None:
 
 def test_request_round_trip() -> None:
     headers = signed_request()
-    assert set(headers) == {"Content-Digest", "Signature-Input", "Signature"}
+    assert set(headers) == {"Content-Digest", "Siku-To", "Signature-Input", "Signature"}
     pending = receive(headers)
     assert pending.params == SignatureParams(keyid=node_id(CLIENT_PUB), created=NOW, nonce=NONCE)
     assert pending.signature_member == signature_member(headers)
@@ -159,7 +161,13 @@ def test_request_round_trip() -> None:
         list(
             zip(
                 REQUEST_COMPONENTS,
-                ["POST", REQUEST["path"], "?" + REQUEST["query"], headers["Content-Digest"]],
+                [
+                    "POST",
+                    REQUEST["path"],
+                    "?" + REQUEST["query"],
+                    headers["Content-Digest"],
+                    SERVER_ID,
+                ],
                 strict=True,
             )
         ),
@@ -243,7 +251,7 @@ def test_tampered_keyid_fails_under_either_key() -> None:
 
 
 def test_wrong_key_fails_verification() -> None:
-    headers = sign_request(STRANGER, **REQUEST, created=NOW, nonce=NONCE)
+    headers = sign_request(STRANGER, **REQUEST, created=NOW, nonce=NONCE, to=SERVER_ID)
     with pytest.raises(BadSignatureError):
         receive(headers)  # keyid names the stranger, we expected the client
     with pytest.raises(BadSignatureError):
@@ -285,14 +293,15 @@ def test_repeated_headers_are_rejected() -> None:
 @pytest.mark.parametrize(
     "components",
     [
-        '("@method" "@path" "@query" "content-digest" "date")',  # extra
-        '("@path" "@method" "@query" "content-digest")',  # reordered
-        '("@method" "@path" "content-digest")',  # missing
+        '("@method" "@path" "@query" "content-digest" "siku-to" "date")',  # extra
+        '("@path" "@method" "@query" "content-digest" "siku-to")',  # reordered
+        '("@method" "@path" "content-digest" "siku-to")',  # missing
+        '("@method" "@path" "@query" "content-digest")',  # the receiver not covered
         "()",
-        '("@method" "@path" "@query" "content-digest";req)',  # parameters on a component
-        '("@method" "@path" "@query" "Content-Digest")',
-        '("@method" "@path" "@query" content-digest)',  # a token, not a string
-        '("@method" "@path" "@query" "content-digest" "content-digest")',
+        '("@method" "@path" "@query" "content-digest";req "siku-to")',  # component parameters
+        '("@method" "@path" "@query" "Content-Digest" "siku-to")',
+        '("@method" "@path" "@query" content-digest "siku-to")',  # a token, not a string
+        '("@method" "@path" "@query" "content-digest" "siku-to" "siku-to")',
     ],
 )
 def test_wrong_covered_components_are_rejected(components: str) -> None:
@@ -341,7 +350,7 @@ def test_bad_signature_params_are_rejected(params: str) -> None:
         f"sig1={VALID_LIST}{VALID_PARAMS}, sig1={VALID_LIST}{VALID_PARAMS}",  # duplicate key
         f"Sig1={VALID_LIST}{VALID_PARAMS}",
         f"sig1={VALID_LIST[:-1]}{VALID_PARAMS}",  # unclosed inner list
-        f'sig1=("@method""@path" "@query" "content-digest"){VALID_PARAMS}',
+        f'sig1=("@method""@path" "@query" "content-digest" "siku-to"){VALID_PARAMS}',
         f"sig1={VALID_LIST}{VALID_PARAMS};created={NOW}",  # duplicate parameter
         f"sig1={VALID_LIST};created=1.5" + VALID_PARAMS.split(";", 2)[2],  # decimal
         f"sig1={VALID_LIST};created=1234567890123456" + VALID_PARAMS.split(";", 2)[2],
@@ -549,7 +558,7 @@ def test_any_request_and_response_round_trip(
     method: str, path: str, query: str, body: bytes, nonce: str, status: int
 ) -> None:
     target: dict[str, Any] = {"method": method, "path": path, "query": query}
-    headers = sign_request(CLIENT, **target, body=body, created=NOW, nonce=nonce)
+    headers = sign_request(CLIENT, **target, body=body, created=NOW, nonce=nonce, to=SERVER_ID)
     pending = parse_request(**target, headers=headers, body=body, now=NOW)
     pending.verify(CLIENT_PUB)
     response = sign_response(SERVER, status=status, body=b"", created=NOW, request=pending)
@@ -638,3 +647,29 @@ def test_rfc_9421_b26_known_answer() -> None:
     assert signature_member({"signature": f"sig1=:{RFC_B26_SIGNATURE}:"}) == (
         f":{RFC_B26_SIGNATURE}:"
     )
+
+
+# --- the receiver ------------------------------------------------------------------------------
+
+
+def test_the_receiver_is_signed_and_checked() -> None:
+    headers = signed_request()
+    assert headers["Siku-To"] == SERVER_ID
+    assert receive(headers).to == SERVER_ID
+    # Pointing a request at another node breaks the signature.
+    other = node_id(STRANGER_PUB)
+    with pytest.raises(BadSignatureError):
+        receive({**headers, "Siku-To": other})
+    first_contact = signed_request(to=ANY_RECEIVER)
+    assert receive(first_contact).to == ANY_RECEIVER
+
+
+@pytest.mark.parametrize("value", [None, "", "someone", "*" * 2, SERVER_ID.upper()])
+def test_a_missing_or_malformed_receiver_is_refused(value: str | None) -> None:
+    headers = {k: v for k, v in signed_request().items() if k != "Siku-To"}
+    if value is not None:
+        headers["Siku-To"] = value
+    with pytest.raises(MalformedSignatureError, match="Siku-To"):
+        parse(headers)
+    with pytest.raises(MalformedSignatureError, match="Siku-To"):
+        signed_request(to=value if value is not None else "")
