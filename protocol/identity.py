@@ -27,6 +27,7 @@ PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 
 
+@functools.lru_cache(maxsize=4096)  # peers are looked up by id on every request
 def node_id(public_key: bytes) -> str:
     """Stable, printable id of a node: base32 of the first 20 bytes of SHA-256(public key)."""
     if len(public_key) != PUBLIC_KEY_BYTES:

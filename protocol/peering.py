@@ -9,14 +9,20 @@ sent it; the records inside are each checked on their own before anything is bel
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.errors import DecodeError, SignatureError, UnsupportedVersionError, ValidationError
+from protocol.httpsig import SessionKey
 from protocol.identity import PUBLIC_KEY_BYTES, public_key_bytes, sign
 from protocol.membership import MAX_CHAIN
 from protocol.records import (
@@ -37,9 +43,11 @@ __all__ = [
     "HelloMessage",
     "decode_address",
     "decode_hello",
+    "derive_session",
     "encode_hello",
     "sign_address",
     "validate_peer_url",
+    "x25519_public",
 ]
 
 KIND_ADDRESS = "address"
@@ -49,6 +57,8 @@ MAX_URL_CHARS = 256
 MAX_ADDRESSES = 64  # addresses passed on per hello
 MAX_REVOCATIONS = 4_096  # revocations passed on per hello
 MAX_HELLO_BYTES = 4 << 20
+X25519_KEY_BYTES = 32
+SESSION_INFO = b"siku/session/v1\x00"
 
 _NETWORK = re.compile(r"[a-z2-7]{32}")
 _URL = re.compile(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[1-9][0-9]{0,4})?/?")
@@ -140,8 +150,12 @@ class HelloMessage:
     address: SignedRecord  # the sender's own address record
     peers: tuple[SignedRecord, ...] = ()  # address records of other members
     revocations: tuple[SignedRecord, ...] = ()
+    # An ephemeral X25519 public key offering a session (b"" for none): see derive_session.
+    session_key: bytes = b""
 
     def __post_init__(self) -> None:
+        if len(self.session_key) not in (0, X25519_KEY_BYTES):
+            raise ValidationError("a session key offer is a 32-byte X25519 public key")
         if not _NETWORK.fullmatch(self.network):
             raise ValidationError("network id is malformed")
         if not (1 <= len(self.chain) <= MAX_CHAIN):
@@ -164,6 +178,7 @@ def encode_hello(hello: HelloMessage) -> bytes:
             encode_envelope(hello.address),
             envs(hello.peers),
             envs(hello.revocations),
+            hello.session_key,
         ]
     )
 
@@ -175,8 +190,8 @@ def decode_hello(data: bytes) -> HelloMessage:
     f = canonical_unpack(data, "hello")
     if not (
         isinstance(f, list)
-        and len(f) == 6
-        and [type(v) for v in f] == [int, str, list, bytes, list, list]
+        and len(f) == 7
+        and [type(v) for v in f] == [int, str, list, bytes, list, list, bytes]
         and all(type(e) is bytes for part in (f[2], f[4], f[5]) for e in part)
     ):
         raise DecodeError("hello has the wrong shape")
@@ -190,4 +205,36 @@ def decode_hello(data: bytes) -> HelloMessage:
         address=decode_envelope(f[3]),
         peers=tuple(decode_envelope(e) for e in f[4]),
         revocations=tuple(decode_envelope(e) for e in f[5]),
+        session_key=f[6],
     )
+
+
+def x25519_public(key: X25519PrivateKey) -> bytes:
+    """The 32 raw bytes of an X25519 key's public half (what a hello offers)."""
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def derive_session(
+    own: X25519PrivateKey,
+    peer_offer: bytes,
+    *,
+    client: bytes,
+    server: bytes,
+    client_offer: bytes,
+    server_offer: bytes,
+) -> SessionKey:
+    """The session two nodes share after a hello in which both offered an ephemeral X25519 key.
+
+    Each offer travels inside a hello signed with its sender's Ed25519 key (request body under
+    Content-Digest, answer under the answer's signature), so only those two nodes can compute
+    the secret; HKDF binds it to both node keys and both offers, in client-then-server order,
+    so both ends derive the same 32-byte secret and 16-byte id. A new hello makes a new session
+    (forward secrecy: the ephemeral keys are never stored)."""
+    try:
+        shared = own.exchange(X25519PublicKey.from_public_bytes(peer_offer))
+    except ValueError as e:
+        raise ValidationError(f"session key offer is not a usable X25519 key: {e}") from e
+    info = SESSION_INFO + client + server + client_offer + server_offer
+    okm = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=info).derive(shared)
+    session_id = base64.b32encode(okm[32:]).decode("ascii").lower().rstrip("=")
+    return SessionKey(session_id, okm[:32])

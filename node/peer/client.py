@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.errors import NodeError
 from node.peer.membership import Admitted, MembershipView
-from node.peer.server import CHAIN_HEADER, MSGPACK
+from node.peer.server import CHAIN_HEADER, MSGPACK, SESSION_SECONDS
 from protocol import httpsig
 from protocol.errors import ProtocolError
-from protocol.identity import node_id
+from protocol.identity import node_id, public_key_bytes
 from protocol.membership import encode_bundle
-from protocol.peering import MAX_HELLO_BYTES, HelloMessage, decode_hello, encode_hello
+from protocol.peering import (
+    MAX_HELLO_BYTES,
+    HelloMessage,
+    decode_hello,
+    derive_session,
+    encode_hello,
+    x25519_public,
+)
 from protocol.records import SignedRecord
 
 __all__ = [
@@ -88,13 +97,17 @@ class PeerClient:
         self.chain_header = base64.b64encode(encode_bundle(own_chain)).decode("ascii")
         self.membership = membership
         self.clock = clock
+        # url → (session, the peer's node id, when to stop using it), from the last hello.
+        self.sessions: dict[str, tuple[httpsig.SessionKey, str, float]] = {}
 
     async def hello(
         self, url: str, hello: HelloMessage, peer_id: str | None = None
     ) -> HelloOutcome:
         """Say hello (always with our chain: it is how a peer learns it), to `peer_id` if the
         node at `url` is known, else to whoever answers there."""
-        body = encode_hello(hello)
+        ephemeral = X25519PrivateKey.generate()  # offered for a session; never stored
+        offer = x25519_public(ephemeral)
+        body = encode_hello(dataclasses.replace(hello, session_key=offer))
         started = time.monotonic()
         to = peer_id or httpsig.ANY_RECEIVER
         status, headers, answer, member = await self._post(url, HELLO_PATH, body, to, chain=True)
@@ -107,23 +120,52 @@ class PeerClient:
         except ProtocolError as e:
             raise PeerMisbehavedError(e.code, e.message) from e
         self._verify_answer(status, headers, answer, HELLO_PATH, member, admitted)
+        self.sessions.pop(url, None)
+        if theirs.session_key:
+            try:
+                key = derive_session(
+                    ephemeral,
+                    theirs.session_key,
+                    client=public_key_bytes(self.key),
+                    server=admitted.leaf.subject.public_key,
+                    client_offer=offer,
+                    server_offer=theirs.session_key,
+                )
+            except ProtocolError as e:
+                raise PeerMisbehavedError(e.code, e.message) from e
+            # Renewed by every hello; given up a little before the server would forget it.
+            expires = self.clock() + SESSION_SECONDS - 60
+            self.sessions[url] = (key, admitted.leaf.subject.node_id, expires)
         return HelloOutcome(admitted, theirs, rtt_ms)
 
     async def call(self, url: str, path: str, body: bytes, peer_key: bytes) -> bytes:
         """A signed request to a peer already met (its key known from a hello): the chain is
         sent only if the peer says it does not have it. Returns the verified answer body."""
         to = node_id(peer_key)
-        status, headers, answer, member = await self._post(url, path, body, to, chain=False)
+        signer: httpsig.Signer = self.key
+        held = self.sessions.get(url)
+        if held is not None and held[1] == to and held[2] > self.clock():
+            signer = held[0]
+        status, headers, answer, member = await self._post(
+            url, path, body, to, chain=False, signer=signer
+        )
+        if status == 401 and signer is not self.key and b"unknown-session" in answer[:256]:
+            self.sessions.pop(url, None)  # the peer restarted or forgot it: sign with our key
+            signer = self.key
+            status, headers, answer, member = await self._post(url, path, body, to, chain=False)
         if status == 401 and b"unknown-chain" in answer[:MAX_PROBLEM_BYTES]:
             status, headers, answer, member = await self._post(url, path, body, to, chain=True)
         if status != 200:
             raise self._refusal(status, answer)
-        try:  # also checks the answer's key id is `peer_key`'s node id
+        verify_with: bytes | httpsig.SessionKey = (
+            signer if isinstance(signer, httpsig.SessionKey) else peer_key
+        )
+        try:  # also checks the answer's key id is `peer_key`'s node id, or our session's
             httpsig.verify_response(
                 status=status,
                 headers=headers,
                 body=answer,
-                public_key=peer_key,
+                public_key=verify_with,
                 request_method="POST",
                 request_path=path,
                 request_query="",
@@ -135,10 +177,17 @@ class PeerClient:
         return answer
 
     async def _post(
-        self, url: str, path: str, body: bytes, to: str, *, chain: bool
-    ) -> tuple[int, dict[str, str], bytes, str]:
+        self,
+        url: str,
+        path: str,
+        body: bytes,
+        to: str,
+        *,
+        chain: bool,
+        signer: httpsig.Signer | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes, str]:
         signed = httpsig.sign_request(
-            self.key,
+            signer or self.key,
             method="POST",
             path=path,
             query="",
@@ -155,10 +204,8 @@ class PeerClient:
                 answer = await resp.content.read(MAX_HELLO_BYTES + 1)
                 if len(answer) > MAX_HELLO_BYTES:
                     raise PeerMisbehavedError("body-too-large", "answer over the size limit")
-                # Keep only single-valued headers: duplicates are for httpsig to refuse.
-                got = {k: v for k, v in resp.headers.items()}
-                if len(got) != len(resp.headers):
-                    got = {}
+                # A case-insensitive multidict: httpsig refuses a repeated signature header.
+                got: Mapping[str, str] = resp.headers.copy()
                 return resp.status, got, answer, httpsig.signature_member(signed)
         except (aiohttp.ClientError, OSError) as e:
             raise PeerUnreachableError(f"{url}: {e}") from e
@@ -168,7 +215,7 @@ class PeerClient:
     def _verify_answer(
         self,
         status: int,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         body: bytes,
         path: str,
         member: str,

@@ -17,12 +17,19 @@ against it would let anyone blacken another node's record):
     wrong-network        403  chain of another network
     expired              403  a link outside its validity period
     revoked              403  a link revoked by the root or an issuer above it
-    bad-signature        401  the Ed25519 signature does not verify with the chain's key
+    unknown-session      401  an HMAC-signed request under a session this node does not hold
+    bad-signature        401  the signature (Ed25519, or the session's HMAC) does not verify
     wrong-receiver       421  signed for another node (Siku-To), or for "*" off the hello route
     replayed-nonce       401  (key id, nonce) seen within the skew window
 
 The nonce is recorded only after the signature verifies, so nobody can burn another node's
 nonces; the skew bound on `created` bounds how long a nonce must be remembered.
+
+Sessions: a hello in which both sides offer an ephemeral X25519 key gives them a shared secret
+(protocol.peering.derive_session); later requests may be signed with HMAC-SHA256 under its id
+(RFC 9421 `alg="hmac-sha256"`) and are answered the same way. Every other check is unchanged;
+the session stands in for the caller's key and chain, and the chain is still re-checked
+(revocations, expiry) through the membership cache on every request.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ __all__ = [
     "PeerProblem",
     "PeerServer",
     "Rejections",
+    "Session",
+    "SessionTable",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +69,8 @@ log = logging.getLogger(__name__)
 CHAIN_HEADER = "Siku-Chain"  # base64 of a bundle: the caller's certificate chain, leaf first
 MAX_CHAIN_HEADER_CHARS = 16_384
 MAX_NONCES = 200_000
+MAX_SESSIONS = 4_096
+SESSION_SECONDS = 3_600.0  # a hello every hello_interval renews it long before
 MAX_CALLERS_TRACKED = 4_096
 MSGPACK = "application/msgpack"
 FIRST_CONTACT_PATH = "/peer/v1/hello"  # the one route a request for "any receiver" may use
@@ -82,6 +93,7 @@ _AUTH_CODES = frozenset(
         "unknown-chain",
         "bad-signature",
         "replayed-nonce",
+        "unknown-session",
     }
 )
 
@@ -145,6 +157,39 @@ class Rejections:
         return sum(self.by_caller.get(caller, Counter()).values())
 
 
+@dataclass(frozen=True)
+class Session:
+    key: httpsig.SessionKey
+    node_id: str  # the peer the session was made with, by a hello both signed
+    expires: float  # unix seconds
+
+
+class SessionTable:
+    """Sessions made by hellos (see protocol.peering.derive_session), newest last, bounded."""
+
+    def __init__(self, limit: int = MAX_SESSIONS, lifetime: float = SESSION_SECONDS) -> None:
+        self.limit, self.lifetime = limit, lifetime
+        self._by_id: OrderedDict[str, Session] = OrderedDict()
+
+    def add(self, key: httpsig.SessionKey, node_id: str, now: float) -> Session:
+        session = Session(key, node_id, now + self.lifetime)
+        self._by_id[key.id] = session
+        self._by_id.move_to_end(key.id)
+        while len(self._by_id) > self.limit:
+            self._by_id.popitem(last=False)  # the peer falls back to Ed25519 and says hello
+        return session
+
+    def get(self, session_id: str, now: float) -> Session | None:
+        session = self._by_id.get(session_id)
+        if session is not None and session.expires <= now:
+            del self._by_id[session_id]
+            return None
+        return session
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
 PeerHandler = Callable[[Admitted, bytes], Awaitable[tuple[int, bytes]]]
 
 
@@ -160,6 +205,7 @@ class PeerServer:
     def __post_init__(self) -> None:
         self.node_id = node_id(public_key_bytes(self.key))
         self.nonces = NonceCache(self.max_skew)
+        self.sessions = SessionTable()
         self._presented: OrderedDict[str, str] = OrderedDict()  # key id → last chain header
 
     def route(self, handler: PeerHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -184,13 +230,25 @@ class PeerServer:
                 max_skew=self.max_skew,
             )
             claimed = pending.params.keyid
-            admitted = self._admitted(request, claimed)
-            pending.verify(admitted.leaf.subject.public_key)
-            caller = claimed  # proved: from here on a refusal is the caller's own
+            signer: httpsig.Signer = self.key
+            if pending.params.alg == httpsig.ALG_HMAC:
+                session = self.sessions.get(claimed, self.clock())
+                if session is None:
+                    raise PeerProblem(
+                        "unknown-session", "no such session (expired or forgotten): say hello"
+                    )
+                admitted = self._cached(session.node_id)
+                pending.verify_session(session.key)
+                caller, signer = session.node_id, session.key
+            else:
+                admitted = self._admitted(request, claimed)
+                pending.verify(admitted.leaf.subject.public_key)
+                caller = claimed
+            # Proved: from here on a refusal is the caller's own.
             self._check_receiver(pending, request)
             self.nonces.check_and_add(claimed, pending.params.nonce, now)
             status, out = await handler(admitted, body)
-            return self._respond(status, out, MSGPACK, pending)
+            return self._respond(status, out, MSGPACK, pending, signer)
         except (PeerProblem, ProtocolError) as e:
             problem = e if isinstance(e, PeerProblem) else PeerProblem(e.code, e.message)
             log.warning(
@@ -235,18 +293,21 @@ class PeerServer:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _cached(self, keyid: str) -> Admitted:
+        try:
+            admitted = self.membership.cached(keyid)
+        except ChainError as e:
+            raise PeerProblem(e.code, e.message) from e
+        if admitted is None:
+            raise PeerProblem(
+                "unknown-chain", f"no certificate chain known for {keyid}: send {CHAIN_HEADER}"
+            )
+        return admitted
+
     def _admitted(self, request: web.Request, keyid: str) -> Admitted:
         header = request.headers.get(CHAIN_HEADER)
         if header is None:
-            try:
-                admitted = self.membership.cached(keyid)
-            except ChainError as e:
-                raise PeerProblem(e.code, e.message) from e
-            if admitted is None:
-                raise PeerProblem(
-                    "unknown-chain", f"no certificate chain known for {keyid}: send {CHAIN_HEADER}"
-                )
-            return admitted
+            return self._cached(keyid)
         if self._presented.get(keyid) == header:
             # The same chain as before: re-checked only as the cache's rules say (revocations,
             # age), not re-verified link by link on every request.
@@ -274,14 +335,23 @@ class PeerServer:
         return admitted
 
     def _respond(
-        self, status: int, body: bytes, content_type: str, pending: httpsig.PendingRequest | None
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        pending: httpsig.PendingRequest | None,
+        signer: httpsig.Signer | None = None,
     ) -> web.Response:
         resp = web.Response(status=status, body=body, content_type=content_type)
         resp.headers["Cache-Control"] = "no-store"
         if pending is not None:  # a response can be bound only to a request that parsed
             resp.headers.update(
                 httpsig.sign_response(
-                    self.key, status=status, body=body, created=int(self.clock()), request=pending
+                    signer or self.key,
+                    status=status,
+                    body=body,
+                    created=int(self.clock()),
+                    request=pending,
                 )
             )
         return resp

@@ -4,6 +4,7 @@ on failure), answers hellos, passes on addresses and revocations, keeps the tabl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.config import Config
 from node.keys import Identity
@@ -34,8 +36,10 @@ from protocol.peering import (
     HelloMessage,
     decode_address,
     decode_hello,
+    derive_session,
     encode_hello,
     sign_address,
+    x25519_public,
 )
 from protocol.records import canonical_pack, decode_envelope, encode_envelope
 from storage.membership import PeerRow
@@ -158,7 +162,21 @@ class Peering:
         await self.absorb(hello, sender)
         # The revocations the caller brought may revoke the caller itself.
         self.membership.cached(sender.leaf.subject.node_id)
-        return 200, encode_hello(self.own_hello())
+        answer = self.own_hello()
+        if hello.session_key:  # the caller offers a session: take it up
+            ephemeral = X25519PrivateKey.generate()
+            offer = x25519_public(ephemeral)
+            key = derive_session(
+                ephemeral,
+                hello.session_key,
+                client=sender.leaf.subject.public_key,
+                server=self.identity.public_key,
+                client_offer=hello.session_key,
+                server_offer=offer,
+            )
+            self.server.sessions.add(key, sender.leaf.subject.node_id, self.clock_ms() / 1000)
+            answer = dataclasses.replace(answer, session_key=offer)
+        return 200, encode_hello(answer)
 
     async def handle_ping(self, sender: Admitted, body: bytes) -> tuple[int, bytes]:
         """A cheap signed round trip (latency probes, benchmarks): who answers, and when."""

@@ -24,9 +24,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -34,7 +35,8 @@ from node.demo import NodeSpec, Processes, build_network
 from node.enrolment import load_chain, make_revocation, network_init, write_file
 from node.keys import load_identity
 from node.network import NetworkDescription, load_network
-from node.peer.client import HELLO_PATH
+from node.peer.client import HELLO_PATH, PeerClient
+from node.peer.membership import MembershipView
 from node.peer.server import CHAIN_HEADER, MSGPACK
 from protocol import httpsig
 from protocol.identity import node_id, public_key_bytes, sign
@@ -47,6 +49,7 @@ from protocol.membership import (
 )
 from protocol.peering import AddressRecord, HelloMessage, decode_hello, encode_hello, sign_address
 from protocol.records import SignedRecord, signing_bytes
+from storage.store import Store
 from tests.conftest import siku_command, siku_env
 
 pytestmark = pytest.mark.slow
@@ -708,6 +711,52 @@ async def test_a_replay_is_refused_by_each_node_on_its_own(
     assert _count(await _rejections(http, second), honest.node_id, "replayed-nonce") == 1 + _count(
         second_before, honest.node_id, "replayed-nonce"
     )
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+def _client(lab: Lab, http: aiohttp.ClientSession, member: Member) -> PeerClient:
+    # Only MembershipView.admit is used by the client: no store is needed.
+    view = MembershipView(lab.network, list(member.chain), cast(Store, None), _now_ms)
+    return PeerClient(http, member.key, member.chain, view)
+
+
+async def test_a_hello_makes_a_session_and_requests_under_it_are_answered_under_it(
+    lab: Lab, http: aiohttp.ClientSession
+) -> None:
+    target = lab.daemons["gansu"]
+    honest = _honest(lab)
+    client = _client(lab, http, honest)
+    message = decode_hello(_honest_body(lab))
+    outcome = await client.hello(target.url, message, node_id(target.public_key))
+    assert outcome.admitted.leaf.subject.public_key == target.public_key
+    session, peer, _ = client.sessions[target.url]
+    assert peer == node_id(target.public_key)
+
+    # A ping MAC'd under the session: answered, and the answer verified under the session.
+    answer = await client.call(target.url, "/peer/v1/ping", b"\x90", target.public_key)
+    assert msgpack.unpackb(answer)[0] == node_id(target.public_key)
+
+    # A session the node does not hold: refused as such, counted against the address.
+    body = b"\x90"
+    stranger = httpsig.SessionKey("q" * 26, bytes(32))
+    headers = httpsig.sign_request(
+        stranger, method="POST", path="/peer/v1/ping", query="", body=body,
+        created=int(time.time()), nonce=secrets.token_urlsafe(24),
+        to=node_id(target.public_key),
+    )  # fmt: skip
+    refused = await _post(http, target, headers, body, "/peer/v1/ping")
+    assert refused.status == 401 and refused.problem()["code"] == "unknown-session"
+
+    # The right session id with a wrong MAC: a bad signature.
+    forged = httpsig.sign_request(
+        httpsig.SessionKey(session.id, bytes(32)), method="POST", path="/peer/v1/ping",
+        query="", body=body, created=int(time.time()), nonce=secrets.token_urlsafe(24),
+        to=node_id(target.public_key),
+    )  # fmt: skip
+    refused = await _post(http, target, forged, body, "/peer/v1/ping")
+    assert refused.status == 401 and refused.problem()["code"] == "bad-signature"
 
 
 # --- nodes whose own certificate does not admit them ---------------------------------------------

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from protocol.errors import ProtocolError, SignatureError
 from protocol.httpsig import (
+    ALG_HMAC,
     ANY_RECEIVER,
     DEFAULT_MAX_SKEW_SECONDS,
     LABEL,
@@ -25,6 +26,7 @@ from protocol.httpsig import (
     DigestMismatchError,
     MalformedSignatureError,
     PendingRequest,
+    SessionKey,
     SignatureMissingError,
     SignatureParams,
     check_content_digest,
@@ -673,3 +675,41 @@ def test_a_missing_or_malformed_receiver_is_refused(value: str | None) -> None:
         parse(headers)
     with pytest.raises(MalformedSignatureError, match="Siku-To"):
         signed_request(to=value if value is not None else "")
+
+
+# --- sessions (hmac-sha256) ----------------------------------------------------------------------
+
+SESSION = SessionKey("a" * 26, bytes(range(32)))
+OTHER_SESSION = SessionKey("b" * 26, bytes(range(1, 33)))
+
+
+def test_a_session_request_and_its_answer_round_trip() -> None:
+    headers = sign_request(SESSION, **REQUEST, created=NOW, nonce=NONCE, to=SERVER_ID)
+    pending = parse(headers)
+    assert (pending.params.alg, pending.params.keyid) == (ALG_HMAC, SESSION.id)
+    pending.verify_session(SESSION)
+    with pytest.raises(BadSignatureError):
+        pending.verify_session(OTHER_SESSION)
+    with pytest.raises(BadSignatureError):
+        pending.verify(CLIENT_PUB)  # an HMAC is not an Ed25519 signature
+    answer = sign_response(SESSION, status=200, body=RESPONSE_BODY, created=NOW, request=pending)
+    check_response(answer, headers, public_key=SESSION)
+    with pytest.raises(BadSignatureError):
+        check_response(answer, headers, public_key=OTHER_SESSION)
+    with pytest.raises(BadSignatureError):
+        check_response(answer, headers, public_key=SERVER_PUB)  # not signed by the node key
+
+
+def test_an_ed25519_request_does_not_pass_as_a_session_one() -> None:
+    pending = parse(signed_request())
+    with pytest.raises(BadSignatureError):
+        pending.verify_session(SessionKey(pending.params.keyid[:26], bytes(32)))
+
+
+def test_session_ids_and_algorithms_must_agree() -> None:
+    with pytest.raises(MalformedSignatureError):
+        SignatureParams(keyid=SESSION.id, created=NOW, nonce=NONCE)  # a session id as node id
+    with pytest.raises(MalformedSignatureError):
+        SignatureParams(keyid=node_id(CLIENT_PUB), created=NOW, nonce=NONCE, alg=ALG_HMAC)
+    with pytest.raises(MalformedSignatureError):
+        SessionKey("short", bytes(32))

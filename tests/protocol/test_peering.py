@@ -7,6 +7,7 @@ import dataclasses
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,9 +28,11 @@ from protocol.peering import (
     HelloMessage,
     decode_address,
     decode_hello,
+    derive_session,
     encode_hello,
     sign_address,
     validate_peer_url,
+    x25519_public,
 )
 from protocol.records import SignedRecord, canonical_pack, decode_envelope, encode_envelope
 
@@ -268,6 +271,7 @@ def _hello_fields(hello: HelloMessage = HELLO) -> list[object]:
         encode_envelope(hello.address),
         [encode_envelope(r) for r in hello.peers],
         [encode_envelope(r) for r in hello.revocations],
+        hello.session_key,
     ]
 
 
@@ -398,3 +402,32 @@ def test_any_change_of_any_byte_of_a_hello_never_crashes(data: st.DataObject) ->
     encoded[position] ^= data.draw(st.integers(1, 255), label="mask")
     with contextlib.suppress(ProtocolError):
         decode_hello(bytes(encoded))
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+def test_a_session_offer_round_trips_and_is_bounded() -> None:
+    offer = x25519_public(X25519PrivateKey.generate())
+    hello = dataclasses.replace(HELLO, session_key=offer)
+    assert decode_hello(encode_hello(hello)).session_key == offer
+    with pytest.raises(ValidationError):
+        dataclasses.replace(HELLO, session_key=offer[:31])
+
+
+def test_both_ends_derive_the_same_session_and_nobody_else_does() -> None:
+    client, server, eve = (X25519PrivateKey.generate() for _ in range(3))
+    c_offer, s_offer = x25519_public(client), x25519_public(server)
+    ids = {"client": b"c" * 32, "server": b"s" * 32}
+    mine = derive_session(client, s_offer, client_offer=c_offer, server_offer=s_offer, **ids)
+    theirs = derive_session(server, c_offer, client_offer=c_offer, server_offer=s_offer, **ids)
+    assert mine == theirs and len(mine.secret) == 32 and len(mine.id) == 26
+    # Another key, other node keys or swapped roles give another session.
+    assert derive_session(eve, s_offer, client_offer=c_offer, server_offer=s_offer, **ids) != mine
+    swapped = {"client": ids["server"], "server": ids["client"]}
+    assert (
+        derive_session(client, s_offer, client_offer=c_offer, server_offer=s_offer, **swapped)
+        != mine
+    )
+    with pytest.raises(ValidationError):
+        derive_session(client, bytes(32), client_offer=c_offer, server_offer=bytes(32), **ids)
