@@ -110,7 +110,8 @@ class Database:
                 current = row[0] if row else 0
                 if current >= number:
                     continue
-                log.info("applying migration %s", name)
+                # An upgrade of an existing store is news for the admin; creating one is not.
+                log.log(logging.INFO if current else logging.DEBUG, "applying migration %s", name)
                 for statement in _statements(sql):
                     await self.conn.execute(statement)
                 await self.conn.execute(f"PRAGMA user_version = {number}")
