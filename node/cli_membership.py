@@ -32,6 +32,7 @@ from node.errors import NodeError
 from node.keys import load_admin_token, load_identity
 from node.network import NetworkDescription, load_network
 from protocol.errors import ProtocolError
+from protocol.identity import public_key_bytes
 from protocol.membership import (
     KIND_REVOCATION,
     decode_certificate,
@@ -164,19 +165,23 @@ def cmd_enroll_accept(args: argparse.Namespace) -> int:
 
 def cmd_enroll_revoke(args: argparse.Namespace) -> int:
     issuer, network, config = _issuer(args)
+    signer = public_key_bytes(issuer.key)
     if args.cert:
         records = read_bundle(Path(args.cert))
         if not records:
             raise EnrolmentError(f"{args.cert} holds no certificate")
-        subject = decode_certificate(records[0]).subject
+        certificate = decode_certificate(records[0])
+        chain_issuers = {decode_certificate(r).issuer for r in records}
+        if signer != network.root_public_key and signer not in chain_issuers:
+            raise EnrolmentError(
+                f"this key did not certify {certificate.subject.name} nor any node above it:"
+                " its revocation would count nowhere"
+            )
+        subject = certificate.subject
     elif args.node:
         if config is None:
             raise EnrolmentError("--node needs --home (the node that issued the certificate)")
-        from protocol.identity import public_key_bytes
-
-        found = _in_store(
-            config, lambda store: issued_subject(store, public_key_bytes(issuer.key), args.node)
-        )
+        found = _in_store(config, lambda store: issued_subject(store, signer, args.node))
         if found is None:
             raise EnrolmentError(
                 f"no certificate issued by this key to node {args.node} is on record here;"

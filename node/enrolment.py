@@ -282,13 +282,19 @@ def approve_request(
     if not (1 <= days <= 3650):
         raise EnrolmentError("--days must be between 1 and 3650")
     start = now_ms() - 3_600_000  # an hour back: tolerate the subject's clock being a little slow
+    end = start + days * DAY_MS
+    # Never beyond the issuer's own certificate: the chain would stop admitting it then anyway.
+    for link in issuer.chain:
+        end = min(end, decode_certificate(link).not_after_ms)
+    if end <= start:
+        raise EnrolmentError("the issuing node's own certificate has expired: renew it first")
     cert = Certificate(
         serial=serial or secrets.token_bytes(16),
         network=network.id,
         subject=request.subject,
         issuer=public_key_bytes(issuer.key),
         not_before_ms=start,
-        not_after_ms=start + days * DAY_MS,
+        not_after_ms=end,
     )
     return request, [sign_certificate(cert, issuer.key), *issuer.chain]
 

@@ -86,6 +86,14 @@ def validate_peer_url(url: str) -> str:
     return f"{scheme}://{host}{port or ''}"
 
 
+def _check_version(fields: object, what: str) -> None:
+    """The version first, so a future message is told apart from a malformed one."""
+    if not (isinstance(fields, list) and fields and type(fields[0]) is int):
+        raise DecodeError(f"{what} is not an array that starts with its version")
+    if fields[0] != PEERING_VERSION:
+        raise UnsupportedVersionError(f"{what} version {fields[0]!r}")
+
+
 @dataclass(frozen=True)
 class AddressRecord:
     """Where `node` (a public key) listens for peers, as it says itself at `issued_ms`."""
@@ -126,6 +134,7 @@ def decode_address(signed: SignedRecord) -> AddressRecord:
         raise UnsupportedVersionError(f"expected an address record, got {signed.kind!r}")
     signed.verify()
     f = canonical_unpack(signed.body, "address body")
+    _check_version(f, "address record")
     if not (
         isinstance(f, list)
         and len(f) == 5
@@ -133,8 +142,6 @@ def decode_address(signed: SignedRecord) -> AddressRecord:
         and all(type(u) is str for u in f[3])
     ):
         raise DecodeError("address record has the wrong shape")
-    if f[0] != PEERING_VERSION:
-        raise UnsupportedVersionError(f"address record version {f[0]!r}")
     address = AddressRecord(f[1], f[2], tuple(f[3]), f[4])
     if address.node != signed.signer:
         raise SignatureError("address record not signed by the node it names")
@@ -188,6 +195,7 @@ def decode_hello(data: bytes) -> HelloMessage:
     if len(data) > MAX_HELLO_BYTES:
         raise DecodeError("hello larger than the limit")
     f = canonical_unpack(data, "hello")
+    _check_version(f, "hello")
     if not (
         isinstance(f, list)
         and len(f) == 7
@@ -195,8 +203,6 @@ def decode_hello(data: bytes) -> HelloMessage:
         and all(type(e) is bytes for part in (f[2], f[4], f[5]) for e in part)
     ):
         raise DecodeError("hello has the wrong shape")
-    if f[0] != PEERING_VERSION:
-        raise UnsupportedVersionError(f"hello version {f[0]!r}")
     if len(f[2]) > MAX_CHAIN or len(f[4]) > MAX_ADDRESSES or len(f[5]) > MAX_REVOCATIONS:
         raise DecodeError("hello carries more records than allowed")
     return HelloMessage(

@@ -111,6 +111,7 @@ def _membership_json(ctx: NodeContext) -> dict[str, Any]:
         "region": leaf.subject.region,
         "certificate_expires_ms": leaf.not_after_ms,
         "revocations_held": len(peering.membership.revocations()),
+        "certificate_problem": peering.own_problem,
         "peers": {
             "known": len(states),
             "connected": states.count("connected"),

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from node.context import NodeContext
 from node.http.problems import Problem
+from protocol.peering import MAX_HELLO_BYTES
 
 __all__ = ["add_peer_routes"]
 
@@ -25,5 +26,7 @@ def add_peer_routes(app: web.Application, ctx: NodeContext) -> None:
 
         app.router.add_route("*", "/peer/v1/{tail:.*}", not_enrolled)
         return
-    app.router.add_post("/peer/v1/hello", peering.server.route(peering.handle_hello))
+    # A hello is bounded by its own format (MAX_HELLO_BYTES), whatever the listener's limit.
+    hello = peering.server.route(peering.handle_hello, max_body=MAX_HELLO_BYTES)
+    app.router.add_post("/peer/v1/hello", hello)
     app.router.add_post("/peer/v1/ping", peering.server.route(peering.handle_ping))

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 HELLO_PATH = "/peer/v1/hello"
-MAX_PROBLEM_BYTES = 64 * 1024
+MAX_PROBLEM_BYTES = 4 * 1024
 
 
 class PeerError(NodeError):
@@ -116,10 +116,11 @@ class PeerClient:
             raise self._refusal(status, answer)
         try:
             theirs = decode_hello(answer)
-            admitted = self.membership.admit(theirs.chain)
+            admitted = self.membership.check(theirs.chain)
         except ProtocolError as e:
             raise PeerMisbehavedError(e.code, e.message) from e
         self._verify_answer(status, headers, answer, HELLO_PATH, member, admitted)
+        self.membership.remember(admitted)  # only now: the answer proved who holds the key
         self.sessions.pop(url, None)
         if theirs.session_key:
             try:
@@ -201,9 +202,17 @@ class PeerClient:
             headers[CHAIN_HEADER] = self.chain_header
         try:
             async with self.session.post(url + path, data=body, headers=headers) as resp:
-                answer = await resp.content.read(MAX_HELLO_BYTES + 1)
-                if len(answer) > MAX_HELLO_BYTES:
+                # read(n) returns what has arrived so far, not n bytes: read to the end,
+                # bounded.
+                if (resp.content_length or 0) > MAX_HELLO_BYTES:
                     raise PeerMisbehavedError("body-too-large", "answer over the size limit")
+                parts, size = [], 0
+                async for part in resp.content.iter_chunked(64 * 1024):
+                    size += len(part)
+                    if size > MAX_HELLO_BYTES:
+                        raise PeerMisbehavedError("body-too-large", "answer over the size limit")
+                    parts.append(part)
+                answer = b"".join(parts)
                 # A case-insensitive multidict: httpsig refuses a repeated signature header.
                 got: Mapping[str, str] = resp.headers.copy()
                 return resp.status, got, answer, httpsig.signature_member(signed)
@@ -240,12 +249,18 @@ class PeerClient:
 
     @staticmethod
     def _refusal(status: int, answer: bytes) -> PeerError:
-        try:
-            problem = json.loads(answer[:MAX_PROBLEM_BYTES])
-            code = str(problem.get("code", f"http-{status}"))[:64]
-            detail = str(problem.get("detail", ""))[:500]
-        except (ValueError, AttributeError):
-            code, detail = f"http-{status}", "no problem details"
+        """What a refusing answer says (unauthenticated: only for logs and back-off). Anyone
+        can answer at a URL, so the body is parsed only if small, and nothing it holds may
+        escape as an exception (deeply nested JSON raises RecursionError)."""
+        code, detail = f"http-{status}", "no problem details"
+        if len(answer) <= MAX_PROBLEM_BYTES:
+            try:
+                problem = json.loads(answer)
+                if isinstance(problem, dict):
+                    code = str(problem.get("code", code))[:64]
+                    detail = str(problem.get("detail", ""))[:500]
+            except (ValueError, RecursionError):
+                pass
         if status == 404:
             code, detail = "not-a-peer", "no peer API at this URL (not a siku node, or too old)"
         return PeerRefusedError(code, detail)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.network import NetworkDescription
-from protocol.errors import ChainError, WrongNetworkError
+from protocol.errors import ChainError, ProtocolError, WrongNetworkError
 from protocol.identity import node_id
 from protocol.membership import (
     KIND_REVOCATION,
@@ -31,6 +31,7 @@ MAX_CACHED_CHAINS = 4_096
 # A provincial library certifies a few dozen municipal and county libraries: an issuer with
 # more revocations than this is not acting in good faith.
 MAX_REVOCATIONS_PER_ISSUER = 256
+MAX_PENDING_REVOCATIONS = 256
 # A cached verdict is re-derived this often even without news, so expiry is noticed.
 RECHECK_MS = 60_000
 
@@ -56,9 +57,15 @@ class MembershipView:
         self.own_chain = tuple(own_chain)
         self.store = store
         self.clock = clock
+        # Held: stored, applied and passed on. Pending: signed by a key not (yet) known to issue
+        # certificates; applied (verify_chain checks authority per chain itself) but neither
+        # stored nor passed on, and few: a flood of them only pushes out each other.
         self._revocations: dict[tuple[bytes, bytes], tuple[Revocation, SignedRecord]] = {}
+        self._held: set[bytes] = set()  # envelopes, to skip re-verifying what is held
+        self._pending: OrderedDict[bytes, Revocation] = OrderedDict()
         self._generation = 0
         self._cache: OrderedDict[str, Admitted] = OrderedDict()
+        self.verified_last = False  # whether the last add_revocation verified a signature
 
     @property
     def own_leaf(self) -> Certificate:
@@ -68,18 +75,23 @@ class MembershipView:
         """(Re)read revocations from the store (the CLI adds them while the daemon runs)."""
         added = 0
         for envelope in await self.store.membership.envelopes(KIND_REVOCATION):
+            if envelope in self._held:
+                continue
             signed = decode_envelope(envelope)
-            revocation = decode_revocation(signed)
-            key = (revocation.subject, revocation.issuer)
-            if key not in self._revocations:
-                self._revocations[key] = (revocation, signed)
-                added += 1
+            revocation = decode_revocation(signed)  # re-verified once per process
+            self._hold(revocation, signed, envelope)
+            added += 1
         if added:
             self._generation += 1
         return added
 
+    def _hold(self, revocation: Revocation, signed: SignedRecord, envelope: bytes) -> None:
+        self._revocations[(revocation.subject, revocation.issuer)] = (revocation, signed)
+        self._held.add(envelope)
+        self._pending.pop(envelope, None)
+
     def revocations(self) -> list[Revocation]:
-        return [r for r, _ in self._revocations.values()]
+        return [r for r, _ in self._revocations.values()] + list(self._pending.values())
 
     def revocation_records(self) -> list[SignedRecord]:
         return [s for _, s in self._revocations.values()][:MAX_REVOCATIONS]
@@ -90,16 +102,26 @@ class MembershipView:
             self.own_chain, root=self.root, now_ms=self.clock(), revocations=self.revocations()
         )
 
-    def admit(self, chain: tuple[SignedRecord, ...]) -> Admitted:
-        """Check a presented chain now and remember the verdict for its leaf's node id."""
+    def check(self, chain: tuple[SignedRecord, ...]) -> Admitted:
+        """The verdict on a presented chain now; not remembered (see `remember`)."""
         now = self.clock()
         leaf = verify_chain(chain, root=self.root, now_ms=now, revocations=self.revocations())
-        admitted = Admitted(leaf, chain, now, self._generation)
-        node = leaf.subject.node_id
+        return Admitted(leaf, chain, now, self._generation)
+
+    def remember(self, admitted: Admitted) -> None:
+        """Cache a verdict for its leaf's node id. Only once the caller has proved it holds the
+        leaf's key (its request or answer signature verified): otherwise anyone could replace
+        what this node believes about another member with another of its valid chains."""
+        node = admitted.leaf.subject.node_id
         self._cache[node] = admitted
         self._cache.move_to_end(node)
         while len(self._cache) > MAX_CACHED_CHAINS:
             self._cache.popitem(last=False)
+
+    def admit(self, chain: tuple[SignedRecord, ...]) -> Admitted:
+        """`check` and `remember`: for chains whose holder is already proved (re-checks)."""
+        admitted = self.check(chain)
+        self.remember(admitted)
         return admitted
 
     def cached(self, node_id: str) -> Admitted | None:
@@ -119,29 +141,39 @@ class MembershipView:
                 raise
         return admitted
 
-    async def add_revocation(self, signed: SignedRecord, sender: Admitted | None) -> bool:
-        """Take a revocation a peer passed on; True if it is new here.
+    async def add_revocation(self, signed: SignedRecord) -> bool:
+        """Take a revocation a peer passed on; True if it is newly held (to be passed on).
 
-        Any revocation of this network with a valid signature is kept: whether it counts is
-        decided per chain by verify_chain (only the root or an issuer above the revoked link
-        has the authority), so keeping one without authority changes nothing. Storage is
-        bounded per issuer and in total, so one member cannot crowd the others out."""
+        Held (stored, passed on): those signed by the root, and those signed by a key this node
+        has seen certified as a provincial or municipal node, at most MAX_REVOCATIONS_PER_ISSUER
+        each. Any other validly signed one of this network is pending: applied, since
+        verify_chain decides per chain whether its signer has authority, but kept only in a
+        small FIFO. So a member flooding revocations under throwaway keys cannot crowd out the
+        real ones, and the relay of a revocation this node cannot judge yet is not blamed."""
+        self.verified_last = False
+        envelope = encode_envelope(signed)
+        if envelope in self._held or envelope in self._pending:
+            return False  # checked without a signature verification
+        self.verified_last = True
         revocation = decode_revocation(signed)  # signature checked
         if revocation.network != self.network.id:
             raise WrongNetworkError("a revocation of another network")
-        key = (revocation.subject, revocation.issuer)
-        if key in self._revocations:
+        if (revocation.subject, revocation.issuer) in self._revocations:
+            return False
+        if revocation.issuer != self.root and not self._issues_certificates(revocation.issuer):
+            self._pending[envelope] = revocation
+            while len(self._pending) > MAX_PENDING_REVOCATIONS:
+                self._pending.popitem(last=False)
+            self._generation += 1
             return False
         if revocation.issuer != self.root:
             by_issuer = sum(1 for _, issuer in self._revocations if issuer == revocation.issuer)
             if by_issuer >= MAX_REVOCATIONS_PER_ISSUER:
                 raise ChainError("this issuer has signed more revocations than a node keeps")
-        if len(self._revocations) >= MAX_REVOCATIONS:
-            raise ChainError("this node holds the most revocations it keeps")
         await self.store.membership.put(
-            KIND_REVOCATION, revocation.subject, revocation.issuer, encode_envelope(signed)
+            KIND_REVOCATION, revocation.subject, revocation.issuer, envelope
         )
-        self._revocations[key] = (revocation, signed)
+        self._hold(revocation, signed, envelope)
         self._generation += 1
         log.warning(
             "revocation of node %s by %s received",
@@ -149,3 +181,19 @@ class MembershipView:
             "the network root" if revocation.issuer == self.root else node_id(revocation.issuer),
         )
         return True
+
+    def _issues_certificates(self, key: bytes) -> bool:
+        """Whether `key` is certified, in a chain this node holds, as a node that issues."""
+        chains = [self.own_chain, *(a.chain for a in self._cache.values())]
+        for chain in chains:
+            for link in chain:
+                try:
+                    cert = decode_certificate(link)
+                except ProtocolError:
+                    continue
+                if cert.subject.public_key == key and cert.subject.tier in (
+                    "provincial",
+                    "municipal",
+                ):
+                    return True
+        return False

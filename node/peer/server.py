@@ -21,6 +21,7 @@ against it would let anyone blacken another node's record):
     bad-signature        401  the signature (Ed25519, or the session's HMAC) does not verify
     wrong-receiver       421  signed for another node (Siku-To), or for "*" off the hello route
     replayed-nonce       401  (key id, nonce) seen within the skew window
+    too-many-requests    429  the caller's share of the nonce cache is used up
 
 The nonce is recorded only after the signature verifies, so nobody can burn another node's
 nonces; the skew bound on `created` bounds how long a nonce must be remembered.
@@ -50,7 +51,7 @@ from node.peer.membership import Admitted, MembershipView
 from protocol import httpsig
 from protocol.errors import ChainError, ProtocolError
 from protocol.identity import node_id, public_key_bytes
-from protocol.membership import decode_bundle
+from protocol.membership import decode_bundle, decode_certificate
 
 __all__ = [
     "CHAIN_HEADER",
@@ -69,6 +70,9 @@ log = logging.getLogger(__name__)
 CHAIN_HEADER = "Siku-Chain"  # base64 of a bundle: the caller's certificate chain, leaf first
 MAX_CHAIN_HEADER_CHARS = 16_384
 MAX_NONCES = 200_000
+# Per caller within the nonce lifetime (~10 min): ~40 requests/s sustained, enough for sync
+# rounds, and 8 such callers cannot fill the whole cache.
+MAX_NONCES_PER_CALLER = 25_000
 MAX_SESSIONS = 4_096
 SESSION_SECONDS = 3_600.0  # a hello every hello_interval renews it long before
 MAX_CALLERS_TRACKED = 4_096
@@ -117,27 +121,43 @@ def _claimed_keyid(request: web.Request) -> str:
 
 
 class NonceCache:
-    """(key id, nonce) pairs seen in the last `window` seconds, at most `limit` of them."""
+    """(key id, nonce) pairs seen in the last 2 × `window` seconds: at most `limit` of them, and
+    at most `per_owner` for any one caller, so that one member cannot fill it for all."""
 
-    def __init__(self, window: int, limit: int = MAX_NONCES) -> None:
-        self.window, self.limit = window, limit
-        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()  # → expiry, increasing
+    def __init__(
+        self, window: int, limit: int = MAX_NONCES, per_owner: int = MAX_NONCES_PER_CALLER
+    ) -> None:
+        self.window, self.limit, self.per_owner = window, limit, per_owner
+        # (key id, nonce) → (expiry, owner), expiries increasing
+        self._seen: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
+        self._by_owner: Counter[str] = Counter()
 
-    def check_and_add(self, keyid: str, nonce: str, now: int) -> None:
+    def check_and_add(self, keyid: str, nonce: str, now: int, owner: str | None = None) -> None:
+        """Refuse a nonce seen before; remember a new one, counted against `owner` (the
+        caller's node id; by default the key id)."""
         while self._seen:
-            key, expiry = next(iter(self._seen.items()))
+            key, (expiry, held_by) = next(iter(self._seen.items()))
             if expiry > now:
                 break
             del self._seen[key]
+            self._by_owner[held_by] -= 1
+            if not self._by_owner[held_by]:
+                del self._by_owner[held_by]
         if (keyid, nonce) in self._seen:
             raise PeerProblem("replayed-nonce", "this request was already received (replay)")
+        owner = owner or keyid
+        # Forgetting a live nonce would open a replay window: refuse instead.
+        if self._by_owner[owner] >= self.per_owner:
+            raise PeerProblem(
+                "too-many-requests", "more requests in the last minutes than a peer may send", 429
+            )
         if len(self._seen) >= self.limit:
-            # Forgetting a live nonce would open a replay window: refuse instead.
             raise PeerProblem("busy", "too many recent requests; retry shortly", 503)
         # A request is accepted while |created - now| <= window (inclusive). One created at the
         # far edge, `window` ahead of now, is thus acceptable until now + 2 * window inclusive:
         # the nonce must outlive that second too, hence + 1 (expired means expiry <= now).
-        self._seen[(keyid, nonce)] = now + 2 * self.window + 1
+        self._seen[(keyid, nonce)] = (now + 2 * self.window + 1, owner)
+        self._by_owner[owner] += 1
 
 
 class Rejections:
@@ -170,19 +190,30 @@ class SessionTable:
     def __init__(self, limit: int = MAX_SESSIONS, lifetime: float = SESSION_SECONDS) -> None:
         self.limit, self.lifetime = limit, lifetime
         self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._by_node: dict[str, str] = {}  # node id → its current session id
 
     def add(self, key: httpsig.SessionKey, node_id: str, now: float) -> Session:
+        """The session a hello made with `node_id`; it replaces that node's previous one, so
+        no member can hold more than one (and push other members' sessions out)."""
+        previous = self._by_node.get(node_id)
+        if previous is not None:
+            self._by_id.pop(previous, None)
         session = Session(key, node_id, now + self.lifetime)
+        self._by_node[node_id] = key.id
         self._by_id[key.id] = session
         self._by_id.move_to_end(key.id)
         while len(self._by_id) > self.limit:
-            self._by_id.popitem(last=False)  # the peer falls back to Ed25519 and says hello
+            _, dropped = self._by_id.popitem(last=False)  # it falls back to Ed25519 + hello
+            if self._by_node.get(dropped.node_id) == dropped.key.id:
+                del self._by_node[dropped.node_id]
         return session
 
     def get(self, session_id: str, now: float) -> Session | None:
         session = self._by_id.get(session_id)
         if session is not None and session.expires <= now:
             del self._by_id[session_id]
+            if self._by_node.get(session.node_id) == session_id:
+                del self._by_node[session.node_id]
             return None
         return session
 
@@ -208,17 +239,25 @@ class PeerServer:
         self.sessions = SessionTable()
         self._presented: OrderedDict[str, str] = OrderedDict()  # key id → last chain header
 
-    def route(self, handler: PeerHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def route(
+        self, handler: PeerHandler, max_body: int | None = None
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """An aiohttp handler running `handler` behind every check; `max_body` overrides the
+        listener's body limit for routes whose messages are bounded otherwise (the hello)."""
+        limit = max_body or self.max_body
+
         async def serve(request: web.Request) -> web.Response:
-            return await self._serve(request, handler)
+            return await self._serve(request, handler, limit)
 
         return serve
 
-    async def _serve(self, request: web.Request, handler: PeerHandler) -> web.Response:
+    async def _serve(
+        self, request: web.Request, handler: PeerHandler, max_body: int
+    ) -> web.Response:
         pending: httpsig.PendingRequest | None = None
         caller = request.remote or "?"
         try:
-            body = await self._read_body(request)
+            body = await self._read_body(request, max_body)
             now = int(self.clock())
             pending = httpsig.parse_request(
                 method=request.method,
@@ -241,12 +280,11 @@ class PeerServer:
                 pending.verify_session(session.key)
                 caller, signer = session.node_id, session.key
             else:
-                admitted = self._admitted(request, claimed)
-                pending.verify(admitted.leaf.subject.public_key)
+                admitted = self._admitted(request, pending)  # verifies the signature too
                 caller = claimed
             # Proved: from here on a refusal is the caller's own.
             self._check_receiver(pending, request)
-            self.nonces.check_and_add(claimed, pending.params.nonce, now)
+            self.nonces.check_and_add(claimed, pending.params.nonce, now, caller)
             status, out = await handler(admitted, body)
             return self._respond(status, out, MSGPACK, pending, signer)
         except (PeerProblem, ProtocolError) as e:
@@ -281,15 +319,15 @@ class PeerServer:
             "wrong-receiver", f"this request was signed for node {pending.to}, not for this one"
         )
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.Request, max_body: int) -> bytes:
         length = request.content_length
-        if length is not None and length > self.max_body:
-            raise PeerProblem("body-too-large", f"body of {length} bytes over {self.max_body}")
+        if length is not None and length > max_body:
+            raise PeerProblem("body-too-large", f"body of {length} bytes over {max_body}")
         chunks, size = [], 0
         async for chunk in request.content.iter_chunked(64 * 1024):
             size += len(chunk)
-            if size > self.max_body:
-                raise PeerProblem("body-too-large", f"body over {self.max_body} bytes")
+            if size > max_body:
+                raise PeerProblem("body-too-large", f"body over {max_body} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -304,30 +342,41 @@ class PeerServer:
             )
         return admitted
 
-    def _admitted(self, request: web.Request, keyid: str) -> Admitted:
+    def _admitted(self, request: web.Request, pending: httpsig.PendingRequest) -> Admitted:
+        """The caller's admitted chain, its request signature verified against the chain's leaf
+        key before anything about the chain is believed or remembered."""
+        keyid = pending.params.keyid
         header = request.headers.get(CHAIN_HEADER)
-        if header is None:
-            return self._cached(keyid)
-        if self._presented.get(keyid) == header:
-            # The same chain as before: re-checked only as the cache's rules say (revocations,
-            # age), not re-verified link by link on every request.
+        if header is None or self._presented.get(keyid) == header:
+            # No chain, or the same one as before: the cached verdict, re-checked only as the
+            # cache's rules say (revocations, age), not re-verified link by link.
             try:
-                admitted = self.membership.cached(keyid)
+                cached = self.membership.cached(keyid)
             except ChainError as e:
                 raise PeerProblem(e.code, e.message) from e
-            if admitted is not None:
-                return admitted
+            if cached is not None:
+                pending.verify(cached.leaf.subject.public_key)
+                return cached
+            if header is None:
+                raise PeerProblem(
+                    "unknown-chain", f"no certificate chain known for {keyid}: send {CHAIN_HEADER}"
+                )
         if len(header) > MAX_CHAIN_HEADER_CHARS:
             raise PeerProblem("invalid-chain", f"{CHAIN_HEADER} header too long")
         try:
             chain = decode_bundle(base64.b64decode(header, validate=True))
+            leaf = decode_certificate(chain[0]) if chain else None
         except (binascii.Error, ValueError) as e:
             raise PeerProblem("invalid-chain", f"{CHAIN_HEADER} is not base64") from e
         except ProtocolError as e:
             raise PeerProblem("invalid-chain", f"{CHAIN_HEADER}: {e.message}") from e
-        admitted = self.membership.admit(tuple(chain))  # ChainError subclasses carry the code
-        if admitted.leaf.subject.node_id != keyid:
+        if leaf is None or leaf.subject.node_id != keyid:
             raise PeerProblem("invalid-chain", "the chain presented is not the signer's")
+        # One signature check (the request's) before three (the chain's) for a stranger, and
+        # nothing remembered for anyone who does not hold the key.
+        pending.verify(leaf.subject.public_key)
+        admitted = self.membership.check(tuple(chain))  # ChainError subclasses carry the code
+        self.membership.remember(admitted)
         self._presented[keyid] = header
         self._presented.move_to_end(keyid)
         while len(self._presented) > MAX_CALLERS_TRACKED:

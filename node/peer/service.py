@@ -55,6 +55,9 @@ TICK_SECONDS = 0.5
 SAVE_EVERY_SECONDS = 10.0
 RELOAD_EVERY_SECONDS = 5.0
 ADDRESS_REFRESH_MS = 3_600_000
+MAX_ADDRESS_AHEAD_MS = 600_000  # an address dated further ahead would pin itself in tables
+MAX_NEW_ADDRESSES = 16  # unknown URLs taken from one hello
+MAX_NEW_REVOCATIONS = 256  # revocations verified per hello (already held ones cost nothing)
 
 
 def _now_ms() -> int:
@@ -84,6 +87,7 @@ class Peering:
         )
         self._address = self._sign_address()
         self._busy: set[str] = set()
+        self.own_problem: str | None = None  # why our own chain does not admit us, if it does not
         self._random = random.Random()  # noqa: S311  (back-off jitter, not a secret)
 
     # --- what we say ---------------------------------------------------------------------------
@@ -110,10 +114,13 @@ class Peering:
 
     async def absorb(self, hello: HelloMessage, sender: Admitted) -> None:
         """Learn from a verified member's hello. Each record inside is checked on its own; a
-        bad one is skipped and counted against the sender, the rest still count."""
+        bad one is skipped and counted against the sender, the rest still count. Work per
+        hello is bounded: at most MAX_NEW_ADDRESSES unknown URLs and MAX_NEW_REVOCATIONS
+        revocations not already held are looked at; the rest come with the next hello."""
         who = sender.leaf.subject.node_id
         now = self.clock_ms()
         own = self.identity.node_id
+        new_urls = 0
         for i, signed in enumerate((hello.address, *hello.peers)):
             try:
                 address = decode_address(signed)
@@ -121,10 +128,17 @@ class Peering:
                     raise ProtocolError("address record of another network")
                 if i == 0 and address.node != sender.leaf.subject.public_key:
                     raise ProtocolError("hello carries someone else's address as its own")
+                if address.issued_ms > now + MAX_ADDRESS_AHEAD_MS:
+                    raise ProtocolError("address record dated in the future")
             except ProtocolError as e:
                 log.warning("bad address record from %s: %s", who, e.message)
                 self.rejections.add(who, "bad-address")
                 continue
+            unknown = [u for u in address.urls if u not in self.table.peers]
+            if i > 0 and unknown:
+                if new_urls >= MAX_NEW_ADDRESSES:
+                    continue
+                new_urls += len(unknown)
             self.table.learn_address(
                 encode_envelope(signed),
                 node_id(address.node),
@@ -133,13 +147,18 @@ class Peering:
                 now,
                 own,
             )
-        news = 0
+        news = looked = 0
         for signed in hello.revocations:
+            if looked >= MAX_NEW_REVOCATIONS:
+                break
             try:
-                news += await self.membership.add_revocation(signed, sender)
+                added = await self.membership.add_revocation(signed)
             except ProtocolError as e:
                 log.warning("revocation from %s not taken: %s", who, e.message)
                 self.rejections.add(who, "bad-revocation")
+                added = False
+            looked += self.membership.verified_last
+            news += added
         if news:
             self.recheck_peers()
 
@@ -199,7 +218,8 @@ class Peering:
             tg.create_task(self._save_loop())
             tg.create_task(self._reload_loop())
             while True:
-                for peer in self.table.due(self.clock_ms(), self._busy):
+                due = [] if self.own_problem else self.table.due(self.clock_ms(), self._busy)
+                for peer in due:
                     if len(self._busy) >= MAX_CONCURRENT_DIALS:
                         break
                     self._busy.add(peer.url)
@@ -331,6 +351,21 @@ class Peering:
             if await self.membership.load():
                 log.info("new revocations loaded from the store")
                 self.recheck_peers()
+            self.check_own()
+
+    def check_own(self) -> None:
+        """Our own certificate may expire or be revoked while we run: then stop dialing (peers
+        would refuse us anyway) and say so, once, in the log and in status."""
+        try:
+            self.membership.check_own()
+        except ProtocolError as e:
+            if self.own_problem != e.message:
+                log.error("this node's certificate chain is not valid (%s): not dialing", e.message)
+            self.own_problem = e.message
+            return
+        if self.own_problem is not None:
+            log.info("this node's certificate chain is valid again")
+        self.own_problem = None
 
 
 def peer_json(peering: Peering) -> dict[str, object]:

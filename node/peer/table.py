@@ -158,6 +158,8 @@ class PeerTable:
                 continue
             if node_id == own_id:
                 peer.state, peer.node_id = "self", node_id
+            if peer.node_id not in (None, node_id):
+                continue  # another node answers at this URL: its word about it, not this one's
             if issued_ms >= peer.address_issued_ms:
                 peer.address, peer.address_issued_ms = envelope, issued_ms
                 peer.node_id = peer.node_id or node_id

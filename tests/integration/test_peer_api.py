@@ -47,7 +47,14 @@ from protocol.membership import (
     encode_bundle,
     sign_certificate,
 )
-from protocol.peering import AddressRecord, HelloMessage, decode_hello, encode_hello, sign_address
+from protocol.peering import (
+    MAX_HELLO_BYTES,
+    AddressRecord,
+    HelloMessage,
+    decode_hello,
+    encode_hello,
+    sign_address,
+)
 from protocol.records import SignedRecord, signing_bytes
 from storage.store import Store
 from tests.conftest import siku_command, siku_env
@@ -520,7 +527,14 @@ def _digest_mismatch(lab: Lab) -> Attempt:
 
 
 def _body_too_large(lab: Lab) -> Attempt:
+    # http.max_body_bytes bounds every peer route but the hello (bounded by its own format).
     body = b"\x00" * (MAX_BODY_BYTES + 1)
+    headers = _signed(_honest(lab), body, path="/peer/v1/ping")
+    return Attempt(headers, body, 413, "body-too-large", (LOCAL,), path="/peer/v1/ping")
+
+
+def _hello_too_large(lab: Lab) -> Attempt:
+    body = b"\x00" * (MAX_HELLO_BYTES + 1)
     return Attempt(_signed(_honest(lab), body), body, 413, "body-too-large", (LOCAL,))
 
 
@@ -581,6 +595,7 @@ ATTEMPTS: dict[str, Callable[[Lab], Attempt]] = {
     "replayed-nonce": _replayed_nonce,
     "digest-mismatch": _digest_mismatch,
     "body-too-large": _body_too_large,
+    "body-too-large/hello": _hello_too_large,
     "bad-signature": _bad_signature,
     "signature-missing": _signature_missing,
     "malformed-signature": _malformed_signature,
