@@ -26,7 +26,8 @@ lexicographically. (MAX_TIMESTAMP, b"") is INFINITY, above every item.
 Fingerprint of a range: SHA-256(S || varint(n))[:16], where S is the sum of the n ids as
 little-endian 256-bit integers mod 2**256 (32 bytes little-endian) and varint is base 128,
 most significant group first, high bit set on all but the last byte. The sum is associative and
-order-free, so a store keeps prefix sums and fingerprints any range in O(1).
+order-free, so a store keeps prefix sums and fingerprints any range in O(1). A sum is not
+collision-resistant against chosen ids; ids here are hashes of signed envelopes, not free choices.
 
 Roles and states:
 - Initiator: NEW --initiate()--> WAITING --reconcile(reply)--> WAITING (returns the next message)
@@ -34,6 +35,10 @@ Roles and states:
   that the peer lacks) and `need` (ids the peer holds that it lacks).
 - Responder: stateless. Each `reconcile(message)` returns a reply and no ids, so the server end
   of an exchange keeps no session between requests.
+
+The first message covers the initiator's whole set: BRANCHING FINGERPRINT ranges of equal counts,
+the newest of them halved again and again down to ID_LIST_THRESHOLD items (one ID_LIST if the set
+is that small). It stays under 1 KB for realistic stores, well within MIN_FRAME_SIZE_LIMIT.
 
 Each side answers each incoming range from its own items in it: SKIP → nothing; a FINGERPRINT
 equal to its own → nothing; a different one → its items split into BRANCHING FINGERPRINT ranges of
@@ -49,7 +54,8 @@ Invariants:
 - No message is longer than the sender's `frame_size_limit`. When the next range's answer would
   not fit, the sender stops and ends the message with one FINGERPRINT range from there to
   INFINITY; a responder's ID_LIST that does not fit is cut between two items the same way. Every
-  message answers at least one range, so the conversation ends.
+  message answers at least its first open range, so the lowest open range keeps moving up and
+  the conversation ends.
 - A message that was cut short can make ranges already compared come back (inside the closing
   range); the initiator reports each id in `have` or `need` once per session regardless.
 - Decoding is strict: a decoded `ReconcileMessage` satisfies all of the above, and its bytes are

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.errors import NodeError
 from node.peer.membership import Admitted, MembershipView
-from node.peer.server import CHAIN_HEADER, MSGPACK, SESSION_SECONDS
+from node.peer.server import CHAIN_HEADER, MSGPACK, SESSION_SECONDS, session_nonce
 from protocol import httpsig
 from protocol.errors import ProtocolError
 from protocol.identity import node_id, public_key_bytes
@@ -99,6 +99,7 @@ class PeerClient:
         self.clock = clock
         # url → (session, the peer's node id, when to stop using it), from the last hello.
         self.sessions: dict[str, tuple[httpsig.SessionKey, str, float]] = {}
+        self._numbers: dict[str, int] = {}  # session id → number of its last request
 
     async def hello(
         self, url: str, hello: HelloMessage, peer_id: str | None = None
@@ -137,6 +138,9 @@ class PeerClient:
             # Renewed by every hello; given up a little before the server would forget it.
             expires = self.clock() + SESSION_SECONDS - 60
             self.sessions[url] = (key, admitted.leaf.subject.node_id, expires)
+            self._numbers = {
+                held[0].id: self._numbers.get(held[0].id, 0) for held in self.sessions.values()
+            }
         return HelloOutcome(admitted, theirs, rtt_ms)
 
     async def call(self, url: str, path: str, body: bytes, peer_key: bytes) -> bytes:
@@ -147,6 +151,7 @@ class PeerClient:
         held = self.sessions.get(url)
         if held is not None and held[1] == to and held[2] > self.clock():
             signer = held[0]
+            self._numbers[signer.id] = self._numbers.get(signer.id, 0) + 1
         status, headers, answer, member = await self._post(
             url, path, body, to, chain=False, signer=signer
         )
@@ -187,14 +192,20 @@ class PeerClient:
         chain: bool,
         signer: httpsig.Signer | None = None,
     ) -> tuple[int, Mapping[str, str], bytes, str]:
+        key = signer or self.key
+        nonce = (
+            session_nonce(self._numbers[key.id])  # numbered within its session
+            if isinstance(key, httpsig.SessionKey)
+            else secrets.token_urlsafe(24)
+        )
         signed = httpsig.sign_request(
-            signer or self.key,
+            key,
             method="POST",
             path=path,
             query="",
             body=body,
             created=int(self.clock()),
-            nonce=secrets.token_urlsafe(24),
+            nonce=nonce,
             to=to,
         )
         headers = {**signed, "Content-Type": MSGPACK}

@@ -41,7 +41,7 @@ import logging
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -63,6 +63,7 @@ __all__ = [
     "Rejections",
     "Session",
     "SessionTable",
+    "session_nonce",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ MAX_NONCES = 200_000
 # rounds, and 8 such callers cannot fill the whole cache.
 MAX_NONCES_PER_CALLER = 25_000
 MAX_SESSIONS = 4_096
+REPLAY_WINDOW = 4_096  # request numbers a session request may lag behind the highest seen
 SESSION_SECONDS = 3_600.0  # a hello every hello_interval renews it long before
 MAX_CALLERS_TRACKED = 4_096
 MSGPACK = "application/msgpack"
@@ -182,6 +184,44 @@ class Session:
     key: httpsig.SessionKey
     node_id: str  # the peer the session was made with, by a hello both signed
     expires: float  # unix seconds
+    window: ReplayWindow = field(default_factory=lambda: ReplayWindow())
+
+
+class ReplayWindow:
+    """Replay protection for one session, as IPsec does it: requests under a session number
+    their nonces 1, 2, 3, … (`session_nonce`); the highest seen and a bitmap of the
+    REPLAY_WINDOW below it are all that is kept, so a busy session costs a few bytes, not a
+    nonce-cache entry per request. Requests in flight may arrive out of order within it."""
+
+    def __init__(self) -> None:
+        self.highest = 0
+        self.seen = 0  # bit i: counter highest - i was seen
+
+    def check_and_add(self, counter: int) -> None:
+        if counter > self.highest:
+            shift = counter - self.highest
+            # (A jump past the window forgets it all; never shift by an attacker's number.)
+            kept = (self.seen << shift) & ((1 << REPLAY_WINDOW) - 1) if shift < REPLAY_WINDOW else 0
+            self.seen = kept | 1
+            self.highest = counter
+            return
+        age = self.highest - counter
+        if age >= REPLAY_WINDOW:
+            raise PeerProblem("replayed-nonce", "request number too old for this session")
+        if self.seen >> age & 1:
+            raise PeerProblem("replayed-nonce", "this request was already received (replay)")
+        self.seen |= 1 << age
+
+
+def session_counter(nonce: str) -> int:
+    """The request number a session request carries as its nonce (20 decimal digits)."""
+    if len(nonce) != 20 or not nonce.isdigit() or int(nonce) == 0:
+        raise PeerProblem("malformed-signature", "a session request's nonce is its number")
+    return int(nonce)
+
+
+def session_nonce(counter: int) -> str:
+    return f"{counter:020d}"
 
 
 class SessionTable:
@@ -279,12 +319,13 @@ class PeerServer:
                 admitted = self._cached(session.node_id)
                 pending.verify_session(session.key)
                 caller, signer = session.node_id, session.key
+                self._check_receiver(pending, request)
+                session.window.check_and_add(session_counter(pending.params.nonce))
             else:
                 admitted = self._admitted(request, pending)  # verifies the signature too
-                caller = claimed
-            # Proved: from here on a refusal is the caller's own.
-            self._check_receiver(pending, request)
-            self.nonces.check_and_add(claimed, pending.params.nonce, now, caller)
+                caller = claimed  # proved: from here on a refusal is the caller's own
+                self._check_receiver(pending, request)
+                self.nonces.check_and_add(claimed, pending.params.nonce, now, caller)
             status, out = await handler(admitted, body)
             return self._respond(status, out, MSGPACK, pending, signer)
         except (PeerProblem, ProtocolError) as e:
