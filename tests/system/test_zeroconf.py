@@ -169,6 +169,8 @@ def _daemons(root: Path, network: str, libraries: list[Library]) -> list[Daemon]
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     reason = missing_requirements()
     if reason is not None:
+        # Namespaces need root and iproute2 (CI has both, and .ci/run installs iproute2);
+        # `reason` says which is missing. Never falls back to the machine's own namespace.
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("zeroconf")
     with lab(["a", "b", "c"]) as net, contextlib.ExitStack() as running:
