@@ -22,6 +22,13 @@ lexicographically. (MAX_TIMESTAMP, b"") is INFINITY, above every item.
     0 SKIP           nil               nothing to do in this range
     1 FINGERPRINT    bin 16            the sender's fingerprint of its items in the range
     2 ID_LIST        [bin 32, ...]     every id the sender holds in the range, in item order
+    3 HAVE           [bitmap, [bin 32, ...]]
+                                       the responder's answer to an initiator's ID_LIST: bit i
+                                       (byte i // 8, value 1 << i % 8) is set iff the responder
+                                       holds the i-th id of that list; bitmap is ceil(k / 8)
+                                       bytes for k listed ids, unused bits 0. Then the ids the
+                                       responder holds in the range that the list lacks. So each
+                                       id crosses once, not once each way.
 
 Fingerprint of a range: SHA-256(S || varint(n))[:16], where S is the sum of the n ids as
 little-endian 256-bit integers mod 2**256 (32 bytes little-endian) and varint is base 128,
@@ -37,13 +44,17 @@ Roles and states:
   of an exchange keeps no session between requests.
 
 The first message covers the initiator's whole set: BRANCHING FINGERPRINT ranges of equal counts,
-the newest of them halved again and again down to ID_LIST_THRESHOLD items (one ID_LIST if the set
-is that small). It stays under 1 KB for realistic stores, well within MIN_FRAME_SIZE_LIMIT.
+the newest of them halved again and again until it holds 2–4 × ID_LIST_THRESHOLD items (one
+ID_LIST if the set holds fewer than ID_LIST_THRESHOLD). It stays under 1 KB for realistic stores,
+well within MIN_FRAME_SIZE_LIMIT.
 
 Each side answers each incoming range from its own items in it: SKIP → nothing; a FINGERPRINT
 equal to its own → nothing; a different one → its items split into BRANCHING FINGERPRINT ranges of
 near-equal counts, or one ID_LIST when it holds fewer than ID_LIST_THRESHOLD items; an ID_LIST →
-the initiator records the difference and says nothing, the responder replies with its own ID_LIST.
+the initiator records the difference and says nothing, the responder replies HAVE (or, if that
+does not fit, its own ID_LIST, cut as below); a HAVE → the initiator records the difference and
+says nothing (only an initiator accepts HAVE, and only with a bitmap as long as its own id list
+in that range).
 
 Invariants:
 - Upper bounds strictly increase within a message, so ranges are disjoint and every item of
@@ -103,12 +114,16 @@ __all__ = [
     "id_sum",
 ]
 
-RECONCILE_VERSION = 1
+RECONCILE_VERSION = 2  # 2: HAVE answers an ID_LIST
 ID_SIZE = 32
 FINGERPRINT_SIZE = 16
 MAX_TIMESTAMP = 2**48  # item timestamps lie below it; INFINITY's timestamp
 BRANCHING = 16  # sub-ranges a differing range is split into
-ID_LIST_THRESHOLD = 2 * BRANCHING  # fewer items than this: send ids, not fingerprints
+# Fewer items than this: send ids, not fingerprints. At least BRANCHING, so every split range
+# holds an item; equal to it, because a dense difference (every tenth of the newest 10,000 of
+# 1,000,000 missing) then costs ~10 % fewer bytes and spread ones ~5 % fewer than at
+# 2 × BRANCHING, for at most one more round trip on a single difference (tests/bench/sync.py).
+ID_LIST_THRESHOLD = BRANCHING
 
 # Bounds on message sizes. We never send more than our frame_size_limit and accept up to
 # MAX_MESSAGE_BYTES from a peer, whatever limit it chose.
@@ -242,6 +257,7 @@ class Mode(IntEnum):
     SKIP = 0
     FINGERPRINT = 1
     ID_LIST = 2
+    HAVE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +267,8 @@ class Range:
     upper: Bound
     mode: Mode
     fingerprint: bytes = b""  # FINGERPRINT only
-    ids: tuple[bytes, ...] = ()  # ID_LIST only
+    ids: tuple[bytes, ...] = ()  # ID_LIST and HAVE only
+    bitmap: bytes = b""  # HAVE only
 
     def __post_init__(self) -> None:
         if self.mode is Mode.FINGERPRINT:
@@ -259,13 +276,18 @@ class Range:
                 raise ValidationError(f"a fingerprint is {FINGERPRINT_SIZE} bytes")
         elif self.fingerprint:
             raise ValidationError("only a FINGERPRINT range carries a fingerprint")
-        if self.mode is Mode.ID_LIST:
+        if self.mode is Mode.HAVE:
+            if type(self.bitmap) is not bytes:
+                raise ValidationError("a bitmap is bytes")
+        elif self.bitmap:
+            raise ValidationError("only a HAVE range carries a bitmap")
+        if self.mode in (Mode.ID_LIST, Mode.HAVE):
             if any(type(i) is not bytes or len(i) != ID_SIZE for i in self.ids):
                 raise ValidationError(f"an id is {ID_SIZE} bytes")
             if len(set(self.ids)) != len(self.ids):
                 raise ValidationError("an id list repeats an id")
         elif self.ids:
-            raise ValidationError("only an ID_LIST range carries ids")
+            raise ValidationError("only an ID_LIST or HAVE range carries ids")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +308,8 @@ def _wire_range(r: Range, previous_timestamp: int) -> list[object]:
         payload = r.fingerprint
     elif r.mode is Mode.ID_LIST:
         payload = list(r.ids)
+    elif r.mode is Mode.HAVE:
+        payload = [r.bitmap, list(r.ids)]
     return [r.upper.timestamp - previous_timestamp, r.upper.id_prefix, int(r.mode), payload]
 
 
@@ -334,6 +358,14 @@ def decode_message(data: bytes) -> ReconcileMessage:
                 ranges.append(Range(upper, Mode.FINGERPRINT, fingerprint=payload))
             elif mode == Mode.ID_LIST and isinstance(payload, list):
                 ranges.append(Range(upper, Mode.ID_LIST, ids=tuple(payload)))
+            elif (
+                mode == Mode.HAVE
+                and isinstance(payload, list)
+                and len(payload) == 2
+                and type(payload[0]) is bytes
+                and isinstance(payload[1], list)
+            ):
+                ranges.append(Range(upper, Mode.HAVE, ids=tuple(payload[1]), bitmap=payload[0]))
             else:
                 raise DecodeError(f"reconcile range of unknown mode {mode!r} or wrong payload")
         message = ReconcileMessage(tuple(ranges))
@@ -363,6 +395,8 @@ def _range_size(r: Range, previous_timestamp: int) -> int:
         return size + 1
     if r.mode is Mode.FINGERPRINT:
         return size + _bin_size(FINGERPRINT_SIZE)
+    if r.mode is Mode.HAVE:
+        size += 1 + _bin_size(len(r.bitmap))
     return size + _array_header_size(len(r.ids)) + len(r.ids) * _bin_size(ID_SIZE)
 
 
@@ -370,6 +404,18 @@ _ENVELOPE_SIZE = 2 + _array_header_size(2**32 - 1)  # outer array, version, larg
 _MAX_SKIP_SIZE = _range_size(Range(Bound(MAX_TIMESTAMP - 1, bytes(ID_SIZE)), Mode.SKIP), 0)
 _MAX_REST_SIZE = _range_size(Range(INFINITY, Mode.FINGERPRINT, fingerprint=bytes(16)), 0)
 _ID_SIZE_ON_WIRE = _bin_size(ID_SIZE)
+
+
+def _have_range(incoming: Range, ours: list[bytes]) -> Range:
+    """The responder's HAVE answer to an initiator's ID_LIST, given our ids in its range."""
+    mine = set(ours)
+    bitmap = bytearray((len(incoming.ids) + 7) // 8)
+    for n, i in enumerate(incoming.ids):
+        if i in mine:
+            bitmap[n // 8] |= 1 << n % 8
+    theirs = set(incoming.ids)
+    extra = tuple(i for i in ours if i not in theirs)
+    return Range(incoming.upper, Mode.HAVE, ids=extra, bitmap=bytes(bitmap))
 
 
 # --- the state machine --------------------------------------------------------------------------
@@ -463,11 +509,12 @@ class Reconciler:
         if size < ID_LIST_THRESHOLD:
             return encode_message(ReconcileMessage(tuple(self._split(0, size, INFINITY))))
         # BRANCHING ranges of equal counts, the newest of them halved again and again down to
-        # ID_LIST_THRESHOLD items: peers mostly differ in what was written last (gossip still
-        # on its way), and this finds those differences a round or two sooner.
+        # 2–4 × ID_LIST_THRESHOLD items (any lower costs a round trip when the responder holds
+        # many newer items the initiator lacks): peers mostly differ in what was written last
+        # (gossip still on its way), and this finds those differences a round or two sooner.
         cuts = [size * n // BRANCHING for n in range(BRANCHING + 1)]
         newest = size - cuts[-2]
-        while newest >= 2 * ID_LIST_THRESHOLD:
+        while newest >= 4 * ID_LIST_THRESHOLD:
             newest //= 2
             cuts.insert(-1, size - newest)
         return encode_message(ReconcileMessage(tuple(self._fingerprints(cuts, INFINITY))))
@@ -502,17 +549,45 @@ class Reconciler:
             elif r.mode is Mode.ID_LIST:
                 ours = [storage.item(i).id for i in range(lower_index, upper_index)]
                 if self._initiator:
-                    theirs, mine, seen = set(r.ids), set(ours), self._reported
-                    have += [i for i in ours if i not in theirs and i not in seen]
-                    need += [i for i in r.ids if i not in mine and i not in seen]
-                    seen.update(theirs.symmetric_difference(mine))
-                elif not writer.try_add(lower, [Range(r.upper, Mode.ID_LIST, ids=tuple(ours))]):
+                    theirs, mine = set(r.ids), set(ours)
+                    missing = [i for i in r.ids if i not in mine]
+                    self._compare(ours, [i in theirs for i in ours], missing, have, need)
+                elif not writer.try_add(lower, [_have_range(r, ours)]):
                     self._cut_id_list(writer, lower, lower_index, upper_index)
                     return
+            elif r.mode is Mode.HAVE:
+                if not self._initiator:
+                    raise DecodeError("a HAVE range sent to a responder")
+                ours = [storage.item(i).id for i in range(lower_index, upper_index)]
+                if len(r.bitmap) != (len(ours) + 7) // 8 or (
+                    len(ours) % 8 and r.bitmap[-1] >> len(ours) % 8
+                ):
+                    raise DecodeError("a HAVE bitmap does not match our id list in its range")
+                held = [bool(r.bitmap[n // 8] >> n % 8 & 1) for n in range(len(ours))]
+                if not set(ours).isdisjoint(r.ids):
+                    raise DecodeError("a HAVE range lists an id we sent")
+                self._compare(ours, held, r.ids, have, need)
             if answer and not writer.try_add(lower, answer):
                 writer.close(lower, storage.fingerprint(lower_index, size))
                 return
             lower_index, lower = upper_index, r.upper
+
+    def _compare(
+        self,
+        ours: list[bytes],
+        held: Sequence[bool],
+        missing: Iterable[bytes],
+        have: list[bytes],
+        need: list[bytes],
+    ) -> None:
+        """Record a range's difference: `held[n]` says whether the peer holds `ours[n]`;
+        `missing` are ids the peer holds that we lack (the initiator only)."""
+        seen = self._reported
+        new_have = [i for i, h in zip(ours, held, strict=True) if not h and i not in seen]
+        new_need = [i for i in missing if i not in seen]
+        have += new_have
+        need += new_need
+        seen.update(new_have, new_need)
 
     def _cut_id_list(self, writer: _Writer, lower: Bound, begin: int, end: int) -> None:
         """Send as many of our ids in [begin, end) as fit, then the rest as one fingerprint."""

@@ -33,6 +33,7 @@ from tests.bench.ingest_files import run_ingest_files
 from tests.bench.peer import run_peer
 from tests.bench.report import render, write_json
 from tests.bench.search import run_search
+from tests.bench.sync import run_sync
 
 # Per benchmark: repeats stop early rather than pass this many seconds (see Repeat).
 BUDGET_SECONDS = 200.0
@@ -56,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--keep", action="store_true", help="keep data sets and node homes")
     parser.add_argument(
         "--only",
-        choices=("files", "catalogue", "search", "peer", "profile"),
+        choices=("files", "catalogue", "search", "peer", "sync", "profile"),
         help="one benchmark (search ingests first; profile implies --profile)",
     )
     parser.add_argument("--budget", type=float, help="seconds of repeats per benchmark")
@@ -140,6 +141,9 @@ def run(settings: Settings, only: str | None, budget: float) -> Outcome:
         log("peer API benchmark")
         requests = 500 if settings.quick else 3000
         guarded("peer API", lambda: run_peer(settings.workdir, settings.runs, requests))
+    if only in (None, "sync"):
+        log("set reconciliation benchmark")
+        guarded("sync", lambda: run_sync(settings.quick, settings.runs))
     if settings.profile:
         log(f"cProfile of an in-process ingest of {settings.profile_records:,} rows")
         try:

@@ -178,10 +178,57 @@ def test_any_valid_message_gets_a_valid_bounded_answer(data: st.DataObject) -> N
         side = Reconciler(SortedItems(items), initiator=initiator, frame_size_limit=4_096)
         if initiator:
             side.initiate()
-        step = side.reconcile(encode_message(message))
+        try:
+            step = side.reconcile(encode_message(message))
+        except DecodeError:
+            # Only a HAVE range can be refused: sent to a responder, or its bitmap not matching
+            # the initiator's ids in the range.
+            assert any(r.mode is Mode.HAVE for r in message.ranges)
+            continue
         if step.reply is not None:
             assert len(step.reply) <= 4_096
             decode_message(step.reply)
+
+
+def test_an_id_list_is_answered_with_have_so_each_id_crosses_once() -> None:
+    items = [Item(T0 + k, _id(k)) for k in range(12)]
+    ours, theirs = items[:10], items[2:12]  # 10 each, 8 shared
+    initiator = Reconciler(SortedItems(ours), initiator=True)
+    first = initiator.initiate()
+    assert [r.mode for r in decode_message(first).ranges] == [Mode.ID_LIST]
+    reply = Reconciler(SortedItems(theirs), initiator=False).reconcile(first).reply
+    assert reply is not None
+    (have,) = decode_message(reply).ranges
+    assert have.mode is Mode.HAVE
+    assert have.bitmap == bytes([0b11111100, 0b11])  # the initiator's 3rd to 10th ids
+    assert have.ids == (_id(10), _id(11))
+    step = initiator.reconcile(reply)
+    assert (step.reply, step.have, step.need) == (None, [_id(0), _id(1)], [_id(10), _id(11)])
+
+
+@pytest.mark.parametrize(
+    "bitmap, ids",
+    [
+        (b"\xff", ()),  # 8 bits for 10 ids
+        (b"\xff\xff\xff", ()),  # 24 bits for 10 ids
+        (b"\xff\x07", ()),  # a bit set past the 10th
+        (b"\xff\x03", (_id(0),)),  # claims we lack an id we listed
+    ],
+)
+def test_a_have_that_does_not_match_our_list_is_a_decode_error(
+    bitmap: bytes, ids: tuple[bytes, ...]
+) -> None:
+    initiator = Reconciler(SortedItems(Item(T0 + k, _id(k)) for k in range(10)), initiator=True)
+    initiator.initiate()
+    reply = ReconcileMessage((Range(INFINITY, Mode.HAVE, ids=ids, bitmap=bitmap),))
+    with pytest.raises(DecodeError):
+        initiator.reconcile(encode_message(reply))
+
+
+def test_a_have_sent_to_a_responder_is_a_decode_error() -> None:
+    message = ReconcileMessage((Range(INFINITY, Mode.HAVE, bitmap=b""),))
+    with pytest.raises(DecodeError):
+        Reconciler(SortedItems([]), initiator=False).reconcile(encode_message(message))
 
 
 def test_calls_out_of_order_are_bugs() -> None:
@@ -279,6 +326,9 @@ def _messages(draw: st.DrawFn) -> ReconcileMessage:
             ranges.append(Range(bound, mode, fingerprint=draw(st.binary(min_size=16, max_size=16))))
         elif mode is Mode.ID_LIST:
             ranges.append(Range(bound, mode, ids=tuple(draw(_id_lists.map(lambda x: x[:5])))))
+        elif mode is Mode.HAVE:
+            ids = tuple(draw(_id_lists.map(lambda x: x[:5])))
+            ranges.append(Range(bound, mode, ids=ids, bitmap=draw(st.binary(max_size=4))))
         else:
             ranges.append(Range(bound, mode))
     return ReconcileMessage(tuple(ranges))
@@ -307,7 +357,7 @@ _MALFORMED = {
     "ranges not an array": msgpack.packb([RECONCILE_VERSION, b""]),
     "extra field": msgpack.packb([RECONCILE_VERSION, [], 0]),
     "version not an int": msgpack.packb([True, []]),
-    "absurd range count": b"\x92\x01\xdd\xff\xff\xff\xff",
+    "absurd range count": b"\x92\x02\xdd\xff\xff\xff\xff",
     "absurd id count": _raw()[:-1] + b"\x91\x94\x01\xc4\x00\x02\xdd\x7f\xff\xff\xff",
     "range too short": _raw([1, b"", 0]),
     "delta not an int": _raw([b"", b"", 0, None]),
@@ -317,7 +367,7 @@ _MALFORMED = {
     "timestamp past infinity": _raw([MAX_TIMESTAMP + 1, b"", 0, None]),
     "prefix above infinity": _raw([MAX_TIMESTAMP, b"\x00", 0, None]),
     "prefix too long": _raw([1, bytes(33), 0, None]),
-    "unknown mode": _raw([1, b"", 3, None]),
+    "unknown mode": _raw([1, b"", 4, None]),
     "skip with payload": _raw([1, b"", 0, _FP]),
     "short fingerprint": _raw([1, b"", 1, bytes(15)]),
     "fingerprint as text": _raw([1, b"", 1, "0" * 16]),
@@ -325,7 +375,12 @@ _MALFORMED = {
     "short id": _raw([1, b"", 2, [bytes(31)]]),
     "repeated id": _raw([1, b"", 2, [bytes(32), bytes(32)]]),
     "mode as bool": _raw([1, b"", True, _FP]),
-    "non-canonical int": b"\x92\x01\x91\x94\xcd\x00\x01\xc4\x00\x00\xc0",
+    "have not a pair": _raw([1, b"", 3, [b""]]),
+    "have bitmap not bytes": _raw([1, b"", 3, [0, []]]),
+    "have ids not a list": _raw([1, b"", 3, [b"", bytes(32)]]),
+    "have short id": _raw([1, b"", 3, [b"", [bytes(31)]]]),
+    "have without payload": _raw([1, b"", 3, None]),
+    "non-canonical int": b"\x92\x02\x91\x94\xcd\x00\x01\xc4\x00\x00\xc0",
     "prefix as str": _raw([1, "a", 0, None]),
 }
 
@@ -338,7 +393,7 @@ def test_malformed_messages_are_decode_errors(name: str) -> None:
 
 
 def test_unknown_versions_are_rejected() -> None:
-    for version in (0, 2, 97):
+    for version in (0, 1, 3, 97):  # 1: before HAVE
         with pytest.raises(UnsupportedVersionError):
             decode_message(_raw(version=version))
 
