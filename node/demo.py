@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -206,8 +206,10 @@ class Processes:
                 )
 
 
-def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.5) -> None:
-    assert callable(predicate)
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5
+) -> None:
+    """Poll `predicate` until it holds; NodeError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
