@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from node.cli_membership import add_membership_parsers
 from node.config import CONFIG_FILE, TIERS, Config, load_config
 from node.enrolment import EnrolmentError
 from node.errors import ConfigError, HomeError, IngestError, NodeError
-from node.home import init_home
+from node.home import init_home, with_store
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
 from node.keys import load_admin_token, load_identity
 from node.progress import Progress, format_size
@@ -187,17 +187,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- search, get --------------------------------------------------------------------------------
 
 
-def _with_store(config: Config, fn: Callable[[Store], Any]) -> Any:
-    async def go() -> Any:
-        store = await Store.open(config.store)
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     config = load_config(Path(args.home))
 
@@ -207,7 +196,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise NodeError(str(e)) from e
 
-    page: SearchPage = _with_store(config, go)
+    page: SearchPage = with_store(config, go)
     if args.json:
         _json(
             {
@@ -271,7 +260,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             part.unlink(missing_ok=True)
         return EX_OK
 
-    return int(_with_store(config, go))
+    return int(with_store(config, go))
 
 
 def _print_record(view: dict[str, Any]) -> None:
@@ -347,7 +336,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "storage": {"used_bytes": c.chunk_bytes, "quota_bytes": config.quota_bytes},
             }
 
-        status = _with_store(config, local)
+        status = with_store(config, local)
     assert status is not None
     status["daemon"] = {"running": running, "admin_url": config.admin_listen.url()}
     if args.json:

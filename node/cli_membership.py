@@ -29,6 +29,7 @@ from node.enrolment import (
     write_file,
 )
 from node.errors import NodeError
+from node.home import with_store
 from node.keys import load_admin_token, load_identity
 from node.network import NetworkDescription, load_network
 from protocol.errors import ProtocolError
@@ -58,17 +59,6 @@ def _network_of(config: Config) -> NetworkDescription:
             " --network network.toml (re-run `siku init --force --network FILE ...`)"
         )
     return load_network(config.network_file)
-
-
-def _in_store(config: Config, fn: Callable[[Store], Any]) -> Any:
-    async def go() -> Any:
-        store = await Store.open(config.store)
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 # --- network init -------------------------------------------------------------------------------
@@ -120,7 +110,7 @@ def _issuer(args: argparse.Namespace) -> tuple[Issuer, NetworkDescription, Confi
     config = load_config(Path(args.home))
     network = _network_of(config)
     identity = load_identity(config.key_file)
-    revocations = _in_store(config, load_revocations)
+    revocations = with_store(config, load_revocations)
     return Issuer.node(config, identity, network, revocations), network, config
 
 
@@ -135,7 +125,7 @@ def cmd_enroll_approve(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"{subject.node_id}.cert.siku")
     write_file(out, encode_bundle(chain))
     if config is not None:  # the issuing node remembers what it issued (for revocation)
-        _in_store(config, lambda store: remember_certificates(store, chain[:1]))
+        with_store(config, lambda store: remember_certificates(store, chain[:1]))
     leaf = decode_certificate(chain[0])
     _out(
         f"certified {subject.name!r} ({subject.tier}, region {subject.region}, code {subject.code})"
@@ -181,7 +171,7 @@ def cmd_enroll_revoke(args: argparse.Namespace) -> int:
     elif args.node:
         if config is None:
             raise EnrolmentError("--node needs --home (the node that issued the certificate)")
-        found = _in_store(config, lambda store: issued_subject(store, signer, args.node))
+        found = with_store(config, lambda store: issued_subject(store, signer, args.node))
         if found is None:
             raise EnrolmentError(
                 f"no certificate issued by this key to node {args.node} is on record here;"
@@ -193,7 +183,7 @@ def cmd_enroll_revoke(args: argparse.Namespace) -> int:
     _, signed = make_revocation(issuer.key, network, subject.public_key, args.reason or "")
     envelope = encode_envelope(signed)
     if config is not None:
-        _in_store(
+        with_store(
             config,
             lambda store: store.membership.put(
                 KIND_REVOCATION, subject.public_key, signed.signer, envelope
@@ -231,7 +221,7 @@ def cmd_enroll_import(args: argparse.Namespace) -> int:
             )
         return added
 
-    count = _in_store(config, put_all)
+    count = with_store(config, put_all)
     _out(f"imported {count} new revocation(s) of {len(records)} in {args.file}")
     return 0
 
@@ -277,7 +267,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
     peers = asyncio.run(daemon_peers(config))
     live = peers is not None
     if peers is None:
-        rows = _in_store(config, lambda store: store.membership.load_peers())
+        rows = with_store(config, lambda store: store.membership.load_peers())
         peers = [
             {
                 "url": r.url,

@@ -24,6 +24,7 @@ __all__ = [
     "HostPort",
     "load_config",
     "parse_host_port",
+    "read_toml",
     "render_config",
 ]
 
@@ -141,20 +142,25 @@ class _Table:
             raise ConfigError(f"unknown key {self.name}.{sorted(extra)[0]} in node.toml")
 
 
-def load_config(home: Path) -> Config:
-    path = home / CONFIG_FILE
+def read_toml(path: Path, max_bytes: int, missing: str) -> dict[str, Any]:
+    """A bounded UTF-8 TOML file as a dict; every failure a ConfigError naming the file
+    (`missing` says what to do when it does not exist)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError as e:
-        raise ConfigError(f"{path} not found: run `siku init --home {home}` first") from e
+        raise ConfigError(f"{path} not found: {missing}") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{path} is larger than {max_bytes} bytes")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: {e}") from e
+
+
+def load_config(home: Path) -> Config:
+    data = read_toml(home / CONFIG_FILE, MAX_CONFIG_BYTES, f"run `siku init --home {home}` first")
     return parse_config(data, home.resolve())
 
 

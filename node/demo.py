@@ -27,11 +27,9 @@ from node.enrolment import (
     remember_certificates,
 )
 from node.errors import NodeError
-from node.home import init_home
+from node.home import init_home, with_store
 from node.keys import load_identity
 from node.network import NETWORK_FILE
-from protocol.records import SignedRecord
-from storage.store import Store
 
 __all__ = ["DEMO_NODES", "NodeSpec", "Processes", "build_network", "is_built", "wait_until"]
 
@@ -121,17 +119,10 @@ def build_network(
         _, chain = approve_request(request, issuer, network, days=network.certificate_days)
         asyncio.run(install_chain(config, identity, network, chain))
         if issuer_config is not None:
-            asyncio.run(_remember(issuer_config, chain[:1]))
+            issued = chain[:1]  # the issuing node remembers what it issued (for revocation)
+            with_store(issuer_config, lambda store: remember_certificates(store, issued))  # noqa: B023 (called at once)
         configs[spec.key] = load_config(root / spec.key)
     return configs
-
-
-async def _remember(config: Config, chain: list[SignedRecord]) -> None:
-    store = await Store.open(config.store)
-    try:
-        await remember_certificates(store, chain)
-    finally:
-        await store.close()
 
 
 def is_built(root: Path, specs: Sequence[NodeSpec]) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from node.config import CONFIG_FILE, Config, parse_config, render_config
 from node.enrolment import copy_network
@@ -15,7 +16,23 @@ from node.keys import Identity, create_admin_token, create_identity
 from node.network import NetworkDescription, load_network
 from storage.store import Store
 
-__all__ = ["init_home"]
+T = TypeVar("T")
+
+
+def with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the home's store, run `fn` on it, close it: for commands run outside the daemon."""
+
+    async def go() -> T:
+        store = await Store.open(config.store)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+__all__ = ["init_home", "with_store"]
 
 
 def init_home(
@@ -81,9 +98,8 @@ def init_home(
     if network_file is not None:
         copy_network(network_file, home)
 
-    async def make_store() -> None:
-        store = await Store.open(config.store)
-        await store.close()
+    async def nothing(store: Store) -> None:
+        return None
 
-    asyncio.run(make_store())
+    with_store(config, nothing)  # creates the store and applies its migrations
     return config, identity, network

@@ -4,11 +4,11 @@ default replication policy), made by `siku network init` and copied into every n
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.config import read_toml
 from node.errors import ConfigError
 from protocol import ark
 from protocol.errors import IdentifierError
@@ -58,18 +58,7 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
 
 
 def load_network(path: Path) -> NetworkDescription:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path} not found (made by `siku network init`)") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    if len(raw) > MAX_NETWORK_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_NETWORK_BYTES} bytes")
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+    data = read_toml(path, MAX_NETWORK_BYTES, "it is made by `siku network init`")
     net, policy, enrol = (data.get(t, {}) for t in ("network", "policy", "enrolment"))
     if not all(isinstance(t, dict) for t in (net, policy, enrol)):
         raise ConfigError(f"{path}: [network], [policy] and [enrolment] must be tables")

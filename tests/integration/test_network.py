@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,6 +23,7 @@ import pytest
 from node.demo import NodeSpec, Processes, build_network
 from node.keys import load_identity
 from tests.conftest import siku_command, siku_env
+from tests.peer_helpers import free_port_pair
 
 pytestmark = pytest.mark.slow
 
@@ -35,24 +35,6 @@ CONVERGE_SECONDS = 45
 SPREAD_SECONDS = 30
 
 T = TypeVar("T")
-
-
-def _free_port_pair(taken: set[int]) -> int:
-    """A port p such that p and p + 1 (the admin listener) are both free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port + 1 > 65535 or {port, port + 1} & taken:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        taken.update((port, port + 1))
-        return port
-    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
 
 
 def _poll(probe: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str) -> T:
@@ -120,7 +102,7 @@ LIBRARIES: tuple[tuple[str, str, str, str, str, str | None], ...] = (
 
 def _specs() -> list[NodeSpec]:
     taken: set[int] = set()
-    return [NodeSpec(*row, port=_free_port_pair(taken)) for row in LIBRARIES]
+    return [NodeSpec(*row, port=free_port_pair(taken)) for row in LIBRARIES]
 
 
 def _admin_up(node: Node) -> bool:

@@ -39,13 +39,10 @@ from node.peer.client import HELLO_PATH, PeerClient
 from node.peer.membership import MembershipView
 from node.peer.server import CHAIN_HEADER, MSGPACK
 from protocol import httpsig
-from protocol.identity import node_id, public_key_bytes, sign
+from protocol.identity import node_id, sign
 from protocol.membership import (
-    Certificate,
-    NodeInfo,
     decode_certificate,
     encode_bundle,
-    sign_certificate,
 )
 from protocol.peering import (
     MAX_HELLO_BYTES,
@@ -58,86 +55,20 @@ from protocol.peering import (
 from protocol.records import SignedRecord, signing_bytes
 from storage.store import Store
 from tests.conftest import siku_command, siku_env
+from tests.peer_helpers import DAY_MS, Member, certify, free_port_pair, now_ms
 
 pytestmark = pytest.mark.slow
 
 STARTUP_SECONDS = 30
 LOG_SECONDS = 10
 MAX_BODY_BYTES = 1 << 20  # http.max_body_bytes as `build_network` writes it
-DAY_MS = 86_400_000
 PROBLEM_JSON = "application/problem+json"
 LOCAL = "127.0.0.1"  # how a caller is counted until its signature has verified
 
 
-def _free_port_pair(taken: set[int]) -> int:
-    """A port p such that p and p + 1 (the admin listener) are both free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port + 1 > 65535 or {port, port + 1} & taken:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        taken.update((port, port + 1))
-        return port
-    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-# --- who can sign what --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Member:
-    """A key and the chain it presents (leaf first); not necessarily a valid one."""
-
-    key: Ed25519PrivateKey
-    chain: tuple[SignedRecord, ...]
-
-    @property
-    def public_key(self) -> bytes:
-        return public_key_bytes(self.key)
-
-    @property
-    def node_id(self) -> str:
-        return node_id(self.public_key)
-
-
-def _certify(
-    issuer: Member,
-    subject_key: Ed25519PrivateKey,
-    network: str,
-    *,
-    name: str,
-    code: str,
-    tier: str,
-    region: str,
-    not_before_ms: int | None = None,
-    not_after_ms: int | None = None,
-) -> Member:
-    """A certificate for `subject_key` signed by `issuer`, with the issuer's chain above it."""
-    start = _now_ms() - 3_600_000 if not_before_ms is None else not_before_ms
-    cert = Certificate(
-        serial=secrets.token_bytes(16),
-        network=network,
-        subject=NodeInfo(public_key_bytes(subject_key), name, code, tier, region),
-        issuer=issuer.public_key,
-        not_before_ms=start,
-        not_after_ms=start + 30 * DAY_MS if not_after_ms is None else not_after_ms,
-    )
-    return Member(subject_key, (sign_certificate(cert, issuer.key), *issuer.chain))
-
-
 def _hello(member: Member, network: str, url: str) -> bytes:
     """A well-formed hello from `member`, announcing `url` as its address."""
-    address = AddressRecord(network, member.public_key, (url,), _now_ms())
+    address = AddressRecord(network, member.public_key, (url,), now_ms())
     message = HelloMessage(
         network=network,
         chain=member.chain,
@@ -234,7 +165,7 @@ LIBRARIES: tuple[tuple[str, str, str, str, str, str | None], ...] = (
 
 def _specs() -> list[NodeSpec]:
     taken: set[int] = set()
-    return [NodeSpec(*row, port=_free_port_pair(taken)) for row in LIBRARIES]
+    return [NodeSpec(*row, port=free_port_pair(taken)) for row in LIBRARIES]
 
 
 RUNNING = ("gansu", "guangdong", "guazhou", "yumen")
@@ -274,8 +205,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     for key in ("gansu", "guazhou"):
         _siku("enroll", "import", "--home", str(root / key), str(revocation_file))
     # Yumen's installed chain has expired (`enroll accept` would refuse it: write it directly).
-    now = _now_ms()
-    expired = _certify(
+    now = now_ms()
+    expired = certify(
         members["jiuquan"], members["yumen"].key, network.id,
         name="玉门市图书馆 Yumen", code="jm", tier="county", region="620981",
         not_before_ms=now - 2 * DAY_MS, not_after_ms=now - DAY_MS,
@@ -424,13 +355,13 @@ def _unknown_chain(lab: Lab) -> Attempt:
 def _forged_link(lab: Lab) -> Attempt:
     # A municipal certificate that says Gansu issued it, but the forger signed it.
     forger, gansu = _fresh_key(), lab.members["gansu"]
-    genuine = _certify(
+    genuine = certify(
         gansu, forger, lab.network.id,
         name="假冒 Forged Municipal", code="jf", tier="municipal", region="620900",
     )  # fmt: skip
     link = genuine.chain[0]
     forged = replace(link, signature=sign(forger, signing_bytes(link.kind, link.body)))
-    county = _certify(
+    county = certify(
         Member(forger, (forged, *gansu.chain)), _fresh_key(), lab.network.id,
         name="假冒 Forged County", code="xf", tier="county", region="620982",
     )  # fmt: skip
@@ -443,7 +374,7 @@ def _forged_link(lab: Lab) -> Attempt:
 
 def _sibling_province(lab: Lab) -> Attempt:
     # Guangdong (440000) certifies a municipal library of Gansu (620100).
-    intruder = _certify(
+    intruder = certify(
         lab.members["guangdong"], _fresh_key(), lab.network.id,
         name="兰州市图书馆 Lanzhou", code="nz", tier="municipal", region="620100",
     )  # fmt: skip
@@ -456,7 +387,7 @@ def _sibling_province(lab: Lab) -> Attempt:
 
 def _chain_too_long(lab: Lab) -> Attempt:
     # A county "certifying" a node below it: four links, one more than any member has.
-    below = _certify(
+    below = certify(
         _honest(lab), _fresh_key(), lab.network.id,
         name="乡镇 Township", code="xz", tier="county", region="620982",
     )  # fmt: skip
@@ -477,7 +408,7 @@ def _wrong_network(lab: Lab) -> Attempt:
     root = lab.other_network_root
     other_network = node_id(root.public_key)
     assert other_network != lab.network.id
-    member = _certify(
+    member = certify(
         root, _fresh_key(), other_network,
         name="甘肃省图书馆 Gansu", code="gs", tier="provincial", region="620000",
     )  # fmt: skip
@@ -492,8 +423,8 @@ def _revoked(lab: Lab) -> Attempt:
 
 
 def _expired(lab: Lab) -> Attempt:
-    now = _now_ms()
-    member = _certify(
+    now = now_ms()
+    member = certify(
         lab.members["jiuquan"], _fresh_key(), lab.network.id,
         name="金塔县图书馆 Jinta", code="jt", tier="county", region="620921",
         not_before_ms=now - 2 * DAY_MS, not_after_ms=now - DAY_MS,
@@ -733,7 +664,7 @@ async def test_a_replay_is_refused_by_each_node_on_its_own(
 
 def _client(lab: Lab, http: aiohttp.ClientSession, member: Member) -> PeerClient:
     # Only MembershipView.admit is used by the client: no store is needed.
-    view = MembershipView(lab.network, list(member.chain), cast(Store, None), _now_ms)
+    view = MembershipView(lab.network, list(member.chain), cast(Store, None), now_ms)
     return PeerClient(http, member.key, member.chain, view)
 
 

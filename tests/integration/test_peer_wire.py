@@ -31,7 +31,8 @@ from protocol.peering import (
 )
 from protocol.records import SignedRecord
 from storage.store import Store, StoreSettings
-from tests.node.test_peer_security import Member, Network, certify, make_network, now_ms
+from tests.node.test_peer_security import Network, make_network
+from tests.peer_helpers import Member, certify, now_ms
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from node.peer.membership import MAX_PENDING_REVOCATIONS, MembershipView
 from node.peer.server import NonceCache, PeerProblem, SessionTable
 from protocol import httpsig
 from protocol.errors import RevokedError
-from protocol.identity import node_id, public_key_bytes
+from protocol.identity import public_key_bytes
 from protocol.membership import (
     KIND_REVOCATION,
     Certificate,
@@ -50,55 +49,9 @@ from protocol.membership import (
 )
 from protocol.records import SignedRecord
 from storage.store import Store, StoreSettings
-
-DAY_MS = 86_400_000
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
+from tests.peer_helpers import DAY_MS, Member, certify, now_ms
 
 # --- who can sign what --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Member:
-    """A key and the chain it presents (leaf first; () for the root)."""
-
-    key: Ed25519PrivateKey
-    chain: tuple[SignedRecord, ...]
-
-    @property
-    def public_key(self) -> bytes:
-        return public_key_bytes(self.key)
-
-    @property
-    def node_id(self) -> str:
-        return node_id(self.public_key)
-
-
-def certify(
-    issuer: Member,
-    subject_key: Ed25519PrivateKey,
-    network: str,
-    *,
-    name: str,
-    code: str,
-    tier: str,
-    region: str,
-    not_after_ms: int | None = None,
-) -> Member:
-    """A certificate for `subject_key` signed by `issuer`, with the issuer's chain above it."""
-    start = now_ms() - 3_600_000
-    cert = Certificate(
-        serial=secrets.token_bytes(16),
-        network=network,
-        subject=NodeInfo(public_key_bytes(subject_key), name, code, tier, region),
-        issuer=issuer.public_key,
-        not_before_ms=start,
-        not_after_ms=start + 30 * DAY_MS if not_after_ms is None else not_after_ms,
-    )
-    return Member(subject_key, (sign_certificate(cert, issuer.key), *issuer.chain))
 
 
 @dataclass(frozen=True)
