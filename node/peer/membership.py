@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.network import NetworkDescription
-from protocol.errors import ChainError, ProtocolError, WrongNetworkError
+from protocol.errors import ChainError, WrongNetworkError
 from protocol.identity import node_id
 from protocol.membership import (
     KIND_REVOCATION,
@@ -66,6 +66,8 @@ class MembershipView:
         self._generation = 0
         self._cache: OrderedDict[str, Admitted] = OrderedDict()
         self.verified_last = False  # whether the last add_revocation verified a signature
+        self._issuers: set[bytes] = set()
+        self._note_issuers(self.own_chain)
 
     @property
     def own_leaf(self) -> Certificate:
@@ -113,6 +115,9 @@ class MembershipView:
         leaf's key (its request or answer signature verified): otherwise anyone could replace
         what this node believes about another member with another of its valid chains."""
         node = admitted.leaf.subject.node_id
+        previous = self._cache.get(node)
+        if previous is None or previous.chain != admitted.chain:
+            self._note_issuers(admitted.chain)
         self._cache[node] = admitted
         self._cache.move_to_end(node)
         while len(self._cache) > MAX_CACHED_CHAINS:
@@ -182,18 +187,16 @@ class MembershipView:
         )
         return True
 
+    def _note_issuers(self, chain: tuple[SignedRecord, ...]) -> None:
+        """Remember the keys a verified chain certifies as nodes that issue certificates, so
+        judging a revocation's signer is a set lookup (decoding re-verifies each link)."""
+        for link in chain:
+            subject = decode_certificate(link).subject
+            if subject.tier in ("provincial", "municipal"):
+                self._issuers.add(subject.public_key)
+
     def _issues_certificates(self, key: bytes) -> bool:
-        """Whether `key` is certified, in a chain this node holds, as a node that issues."""
-        chains = [self.own_chain, *(a.chain for a in self._cache.values())]
-        for chain in chains:
-            for link in chain:
-                try:
-                    cert = decode_certificate(link)
-                except ProtocolError:
-                    continue
-                if cert.subject.public_key == key and cert.subject.tier in (
-                    "provincial",
-                    "municipal",
-                ):
-                    return True
-        return False
+        """Whether `key` is certified, in a chain this node has verified, as a node that issues.
+        (Kept after the chain leaves the cache: certified issuers are few, and a revocation
+        still only counts where verify_chain finds its signer above the revoked link.)"""
+        return key in self._issuers
