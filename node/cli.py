@@ -25,8 +25,15 @@ from node.keys import load_admin_token, load_identity
 from node.progress import Progress, format_size
 from protocol import ark
 from protocol.errors import ProtocolError
-from protocol.records import ACCESS_VALUES, Rights, validate_collection
-from storage.catalogue import SearchPage
+from protocol.identity import node_id
+from protocol.records import (
+    ACCESS_VALUES,
+    CatalogueRecord,
+    Rights,
+    sign_catalogue,
+    validate_collection,
+)
+from storage.catalogue import SearchPage, StoredRecord
 from storage.errors import StorageError
 from storage.store import Store
 
@@ -243,6 +250,8 @@ def cmd_get(args: argparse.Namespace) -> int:
         if entry is None:
             listing = ", ".join(f.path for f in record.files) or "none"
             raise NodeError(f"{pid} has no file {args.file!r}; its files: {listing}")
+        if not await store.catalogue.is_held(pid):
+            raise NodeError(f"{pid} is catalogued here but its content is held by its library")
         if not args.output:
             async for piece in store.iter_range(entry, 0, entry.size):
                 sys.stdout.buffer.write(piece)
@@ -304,6 +313,39 @@ async def _daemon_status(config: Config) -> dict[str, Any] | None:
             return data
     except (aiohttp.ClientConnectionError, TimeoutError):
         return None
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Withdraw one of this library's records: a signed tombstone replaces it everywhere."""
+    config = load_config(Path(args.home))
+    try:
+        pid = str(ark.parse(args.pid))
+    except ProtocolError as e:
+        raise IngestError(args.pid, e.message) from e
+    identity = load_identity(config.key_file)
+
+    async def go(store: Store) -> str:
+        async with store.exclusive("ingest"):
+            got = await store.catalogue.get(pid)
+            if got is None:
+                raise IngestError(pid, "this node holds no such record")
+            _, record = got
+            if record.origin != identity.public_key:
+                raise IngestError(
+                    pid,
+                    f"belongs to another library (node {node_id(record.origin)});"
+                    " only the library that made a record can delete it",
+                )
+            if record.deleted:
+                return f"{pid} is already deleted"
+            version = await store.catalogue.next_version(int(time.time() * 1000))
+            tombstone = CatalogueRecord(pid, identity.public_key, version, deleted=True)
+            signed = sign_catalogue(tombstone, identity.key)
+            await store.catalogue.put([StoredRecord(signed, tombstone)])
+            return f"deleted {pid} ({record.title}); the deletion spreads to the network"
+
+    _out(with_store(config, go))
+    return EX_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -373,6 +415,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     elif running:
         _out("  network   not enrolled: running alone (siku enroll request)")
+    sy = status.get("sync")
+    if sy and sy.get("enabled"):
+        when = "never"
+        if sy["last_reconcile_ms"]:
+            when = f"{max(0, time.time() - sy['last_reconcile_ms'] / 1000):.0f} s ago"
+        _out(
+            f"  sync      {sy['records']} records in the shared set, {sy['behind']} behind;"
+            f" {sy['peers_in_sync']} of {sy['peers_reconciled']} peers in sync,"
+            f" last reconciled {when}; {sy['errors']} errors,"
+            f" {sy['rejected_records']} records refused"
+        )
     pct = 100 * s["used_bytes"] / s["quota_bytes"] if s["quota_bytes"] else 0
     used, quota = format_size(s["used_bytes"]), format_size(s["quota_bytes"])
     _out(f"  storage   {used} of {quota} quota ({pct:.2f} %)")
@@ -395,7 +448,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"{root} holds an incomplete demo network: remove it (rm -r {root}) and retry"
             )
         _out(f"creating a four-tier demo network in {root}")
-        build_network(root, DEMO_NODES, hello_interval_seconds=5)
+        build_network(root, DEMO_NODES, hello_interval_seconds=5, sync_interval_seconds=5)
         for spec in DEMO_NODES:
             _out(f"  {spec.tier:<11} {spec.name}  {spec.url}  (home {root / spec.key})")
     county = root / "county"
@@ -443,9 +496,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _out(f"$ siku peers --home {root / spec.key}    # {spec.tier}")
             cmd_peers(argparse.Namespace(home=str(root / spec.key), json=False))
         c = configs["county"]
+        national = configs["national"]
+        _out("")
+        _demo_catalogue_sync(root, county, configs, processes)
         _out("")
         _out("siku demo network is running. Try:")
         _out(f"  search     {c.listen.url()}/search?q=县志   (the county library's catalogue)")
+        _out(f"  national   {national.listen.url()}/search?q=敦煌   (the same, synced)")
+        _out(f"  sync       .venv/bin/siku status --home {root / 'national'}")
         _out(f"  API        {c.listen.url()}/api/v1/search?q=dunhuang")
         _out(f"  peers      .venv/bin/siku peers --home {root / 'national'}")
         _out(f"  status     .venv/bin/siku status --home {county}")
@@ -459,6 +517,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _out("stopping the four daemons")
     _out("stopped")
     return EX_OK
+
+
+def _public_search(config: Config, query: str) -> list[str]:
+    """pids a node's public search API returns for `query` (first page)."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{config.listen.url()}/api/v1/search?" + urllib.parse.urlencode({"q": query})
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (our own loopback node)
+        data = json.loads(resp.read())
+    return [str(hit["pid"]) for hit in data.get("results", [])]
+
+
+def _demo_catalogue_sync(
+    root: Path, county: Path, configs: dict[str, Config], processes: Any
+) -> None:
+    """Show catalogue sync: the sample reaches every node; a new resource ingested at the county
+    is found by search at the national node within seconds, and so is its deletion."""
+    from node.demo import wait_until
+
+    async def records(config: Config) -> int | None:
+        status = await _daemon_status(config)
+        return None if status is None else int(status["counts"]["records"])
+
+    want = asyncio.run(records(configs["county"]))
+
+    def everywhere() -> bool:
+        processes.check_alive()
+        return all(asyncio.run(records(c)) == want for c in configs.values())
+
+    wait_until(everywhere, 120, "the sample catalogue to reach every node", interval=1.0)
+    _out(f"catalogue sync: all four nodes hold the county's {want} records")
+    stamp = time.strftime("%H%M%S")
+    new = root / "new-resources" / f"敦煌新获写本 {stamp}.txt"
+    new.parent.mkdir(exist_ok=True)
+    new.write_text("敦煌新获写本 (demo resource)\n", encoding="utf-8")
+    query = f"敦煌新获写本 {stamp}"
+    national = configs["national"]
+    rc = cmd_ingest(
+        argparse.Namespace(
+            home=str(county), paths=[str(new)], collection=None, access=None,
+            embargo_until=None, rights=None, license=None, json=False, quiet=True,
+        )
+    )  # fmt: skip
+    if rc != EX_OK:
+        raise NodeError("the demo resource could not be ingested at the county node")
+    started = time.monotonic()
+    wait_until(lambda: bool(_public_search(national, query)), 60, "the new record at national")
+    pid = _public_search(national, query)[0]
+    _out(
+        f"  ingested {new.name} at the county: searchable at the national node after"
+        f" {time.monotonic() - started:.1f} s  ({pid})"
+    )
+    cmd_delete(argparse.Namespace(home=str(county), pid=pid))
+    started = time.monotonic()
+    wait_until(lambda: not _public_search(national, query), 60, "the deletion at national")
+    _out(f"  deleted it at the county: gone from the national node after"
+         f" {time.monotonic() - started:.1f} s")  # fmt: skip
 
 
 async def _peers_of(config: Config) -> list[dict[str, Any]] | None:
@@ -540,6 +656,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="where to write the file (default: standard output)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_get)
+
+    p = sub.add_parser("delete", help="withdraw one of this library's records (everywhere)")
+    home(p)
+    p.add_argument("pid")
+    p.set_defaults(fn=cmd_delete)
 
     p = sub.add_parser("status", help="identity, counts and storage; from the daemon if it runs")
     home(p)

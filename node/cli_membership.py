@@ -180,13 +180,13 @@ def cmd_enroll_revoke(args: argparse.Namespace) -> int:
         subject = found
     else:
         raise EnrolmentError("say which node to revoke: --node NODE_ID or --cert FILE")
-    _, signed = make_revocation(issuer.key, network, subject.public_key, args.reason or "")
+    revocation, signed = make_revocation(issuer.key, network, subject.public_key, args.reason or "")
     envelope = encode_envelope(signed)
     if config is not None:
         with_store(
             config,
             lambda store: store.membership.put(
-                KIND_REVOCATION, subject.public_key, signed.signer, envelope
+                KIND_REVOCATION, subject.public_key, signed.signer, envelope, revocation.revoked_ms
             ),
         )
     if args.out:
@@ -217,7 +217,11 @@ def cmd_enroll_import(args: argparse.Namespace) -> int:
         added = 0
         for revocation, signed in revocations:
             added += await store.membership.put(
-                KIND_REVOCATION, revocation.subject, signed.signer, encode_envelope(signed)
+                KIND_REVOCATION,
+                revocation.subject,
+                signed.signer,
+                encode_envelope(signed),
+                revocation.revoked_ms,
             )
         return added
 

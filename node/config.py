@@ -70,6 +70,7 @@ class Config:
     peers: tuple[str, ...]
     hello_interval_seconds: int
     max_peers: int
+    sync_interval_seconds: int
     network_name: str
     ark_naan: str
     listen: HostPort
@@ -166,7 +167,7 @@ def load_config(home: Path) -> Config:
 
 def parse_config(data: dict[str, Any], home: Path) -> Config:
     tables = {}
-    for name in ("node", "network", "http", "peers", "storage", "discovery", "log"):
+    for name in ("node", "network", "http", "peers", "sync", "storage", "discovery", "log"):
         value = data.get(name, {})
         if not isinstance(value, dict):
             raise ConfigError(f"[{name}] must be a table")
@@ -174,7 +175,7 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     extra = set(data) - set(tables)
     if extra:
         raise ConfigError(f"unknown table [{sorted(extra)[0]}] in node.toml")
-    n, net, http, peers_table, st, disc, lg = tables.values()
+    n, net, http, peers_table, sync_table, st, disc, lg = tables.values()
 
     name = n.get("name", str).strip()
     if not name or len(name) > 200 or not name.isprintable():
@@ -213,6 +214,9 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     hello_interval = peers_table.get("hello_interval_seconds", int, 30)
     if not (1 <= hello_interval <= 3600):
         raise ConfigError("peers.hello_interval_seconds must be between 1 and 3600")
+    sync_interval = sync_table.get("interval_seconds", int, 30)
+    if not (1 <= sync_interval <= 86_400):
+        raise ConfigError("sync.interval_seconds must be between 1 and 86400")
     max_peers = peers_table.get("max_peers", int, 256)
     if not (1 <= max_peers <= 4096):
         raise ConfigError("peers.max_peers must be between 1 and 4096")
@@ -243,6 +247,7 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
         peers=static_peers,
         hello_interval_seconds=hello_interval,
         max_peers=max_peers,
+        sync_interval_seconds=sync_interval,
         network_name=net.get("name", str, "siku"),
         ark_naan=naan,
         listen=listen,
@@ -278,6 +283,7 @@ def render_config(
     quota_gib: int = 4096,
     zeroconf: bool = False,
     hello_interval_seconds: int = 30,
+    sync_interval_seconds: int = 30,
 ) -> str:
     """node.toml text with every key commented; also the documented example in the repo."""
     return f"""\
@@ -325,6 +331,11 @@ urls = []
 hello_interval_seconds = {hello_interval_seconds}
 # Most peers kept in the peer table (configured, discovered and exchanged), 1 to 4096.
 max_peers = 256
+
+[sync]
+# Seconds between anti-entropy rounds: each round reconciles the whole catalogue with one
+# connected peer in turn (new records also spread at once by push gossip), 1 to 86400.
+interval_seconds = {sync_interval_seconds}
 
 [storage]
 # Most content this node may hold, in GiB (2^30 bytes). Ingest refuses to go past it.

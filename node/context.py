@@ -12,6 +12,7 @@ from storage.store import Store
 
 if TYPE_CHECKING:
     from node.peer.service import Peering
+    from node.peer.sync import CatalogueSync
 
 __all__ = ["VERSION", "NodeContext"]
 
@@ -25,6 +26,7 @@ class NodeContext:
     store: Store
     admin_token: str
     peering: Peering | None = None  # None until the node is enrolled in a network
+    sync: CatalogueSync | None = None  # catalogue sync, with peering
     started_monotonic: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
 

@@ -21,8 +21,10 @@ from node.keys import Identity, load_admin_token, load_identity
 from node.network import load_network
 from node.peer.membership import MembershipView
 from node.peer.service import Peering
+from node.peer.sync import CatalogueSync
 from protocol.errors import ProtocolError
 from storage.store import Store
+from sync.engine import SyncSettings
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -48,6 +50,14 @@ class Daemon:
         try:
             ctx = NodeContext(config, identity, store, token)
             ctx.peering = await _peering(config, identity, store)
+            if ctx.peering is not None:
+                ctx.sync = CatalogueSync(
+                    ctx.peering,
+                    store,
+                    interval_s=config.sync_interval_seconds,
+                    settings=SyncSettings(),
+                )
+                await ctx.sync.start()
             public = web.AppRunner(
                 build_public_app(ctx), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
             )
@@ -87,6 +97,8 @@ class Daemon:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
         async with aiohttp.ClientSession(timeout=timeout) as session, asyncio.TaskGroup() as tg:
             tg.create_task(ctx.peering.run(session))
+            if ctx.sync is not None:
+                tg.create_task(ctx.sync.run())
             if ctx.config.zeroconf:
                 from node.peer.discovery import run_discovery  # zeroconf loads only if used
 

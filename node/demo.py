@@ -85,6 +85,7 @@ def build_network(
     *,
     network_name: str = "siku demo network",
     hello_interval_seconds: int = 30,
+    sync_interval_seconds: int = 30,
     quota_gib: int = 64,
 ) -> dict[str, Config]:
     """Create the network (root key, network.toml) and one enrolled home per spec, parents
@@ -108,6 +109,7 @@ def build_network(
             network_file=network_path,
             quota_gib=quota_gib,
             hello_interval_seconds=hello_interval_seconds,
+            sync_interval_seconds=sync_interval_seconds,
             zeroconf=spec.zeroconf,
         )
         request = make_request(config, identity, network)

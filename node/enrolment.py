@@ -201,15 +201,16 @@ async def install_chain(
     return leaf
 
 
-def _subject_of(signed: SignedRecord) -> bytes:
-    return decode_certificate(signed).subject.public_key
-
-
 async def remember_certificates(store: Store, chain: list[SignedRecord]) -> None:
     """Keep verified certificates (this node's chain, the ones it issued) in the store."""
     for signed in chain:
+        cert = decode_certificate(signed)
         await store.membership.put(
-            KIND_CERTIFICATE, _subject_of(signed), signed.signer, encode_envelope(signed)
+            KIND_CERTIFICATE,
+            cert.subject.public_key,
+            signed.signer,
+            encode_envelope(signed),
+            cert.not_before_ms,
         )
 
 

@@ -51,6 +51,7 @@ def init_home(
     ark_naan: str = "99999",
     quota_gib: int = 4096,
     hello_interval_seconds: int = 30,
+    sync_interval_seconds: int = 30,
     zeroconf: bool = False,
     force: bool = False,
     say: Callable[[str], None] = lambda _: None,
@@ -73,6 +74,7 @@ def init_home(
         ark_naan=ark_naan,
         quota_gib=quota_gib,
         hello_interval_seconds=hello_interval_seconds,
+        sync_interval_seconds=sync_interval_seconds,
         zeroconf=zeroconf,
     )
     config = parse_config(tomllib.loads(text), home.resolve())

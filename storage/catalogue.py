@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import sqlite3
 import time
@@ -10,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.hlc import Hlc, tick
-from protocol.records import CatalogueRecord, SignedRecord, decode_catalogue, encode_envelope
+from protocol.records import (
+    KIND_CATALOGUE,
+    CatalogueRecord,
+    SignedRecord,
+    decode_catalogue,
+    encode_envelope,
+)
 from storage.database import Database, translate_errors
 from storage.errors import DatabaseError
 from storage.textindex import index_text, match_expression
@@ -46,6 +54,9 @@ class StoredRecord:
     record: CatalogueRecord
     fingerprint: bytes | None = None  # ingest input fingerprint, remembered for re-ingest
     source_key: bytes | None = None  # the input's identity: same key, new version
+    # Whether this node holds the record's content: True for its own ingest (every chunk is
+    # durable before the record is stored); False for a record learned from the network.
+    held: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,12 +155,22 @@ def _record_row(item: StoredRecord, now_ms: int) -> tuple[object, ...]:
         len(r.files),
         encode_envelope(item.signed),
         now_ms,
+        int(item.held),
     )
 
 
 def _chunk_counts(record: CatalogueRecord) -> dict[bytes, int]:
     # Each distinct chunk of a record counts once toward its reference count.
     return {c.digest: c.size for f in record.files for c in f.chunks}
+
+
+async def _observe(conn: Any, seen: Hlc) -> None:
+    async with conn.execute("SELECT wall_ms, counter FROM clock WHERE id = 1") as cur:
+        row = await cur.fetchone()
+    if row is None or Hlc(row[0], row[1]) < seen:
+        await conn.execute(
+            "UPDATE clock SET wall_ms = ?, counter = ? WHERE id = 1", (seen.wall_ms, seen.counter)
+        )
 
 
 class Catalogue:
@@ -176,12 +197,19 @@ class Catalogue:
             for pid, item in newest.items():
                 old = existing.get(pid)
                 if old is not None:
-                    old_id, old_order, old_envelope = old
+                    old_id, old_order, old_envelope, old_held = old
                     if old_order >= _order(item.record):
                         continue
                     replaced_ids.append(old_id)
-                    _, old_record = decode_catalogue(old_envelope)
-                    released.extend(_chunk_counts(old_record))
+                    if old_held:
+                        _, old_record = decode_catalogue(old_envelope)
+                        released.extend(_chunk_counts(old_record))
+                        if not item.held and _chunk_counts(old_record) == _chunk_counts(
+                            item.record
+                        ):
+                            # A newer version from elsewhere of a record whose content is here
+                            # (same chunks): the content is still held.
+                            item = dataclasses.replace(item, held=True)
                 apply.append(item)
             if replaced_ids:
                 await conn.executemany(
@@ -190,12 +218,29 @@ class Catalogue:
                 await conn.executemany(
                     "DELETE FROM records WHERE id = ?", [(i,) for i in replaced_ids]
                 )
+            await conn.executemany(
+                "DELETE FROM sync_items WHERE kind = ? AND ref = ?",
+                [(KIND_CATALOGUE, item.record.pid) for item in apply],
+            )
             now_ms = int(time.time() * 1000)
             await conn.executemany(
                 "INSERT INTO records (pid, kind, origin, hlc_wall, hlc_counter, deleted,"
                 " collection, access, embargo_until, title, summary, content_size, file_count,"
-                " envelope, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " envelope, stored_at, held)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_record_row(item, now_ms) for item in apply],
+            )
+            await conn.executemany(
+                "INSERT INTO sync_items (id, ts, kind, ref) VALUES (?, ?, ?, ?)",
+                [
+                    (
+                        hashlib.sha256(encode_envelope(item.signed)).digest(),
+                        item.record.version.wall_ms,
+                        KIND_CATALOGUE,
+                        item.record.pid,
+                    )
+                    for item in apply
+                ],
             )
             ids = await self._ids([item.record.pid for item in apply])
             await conn.executemany(
@@ -207,11 +252,17 @@ class Catalogue:
                     if not item.record.deleted
                 ],
             )
-            # Each distinct chunk of a record adds one reference; a replaced version drops its.
+            # Each distinct chunk of a held record adds one reference; a replaced version drops
+            # its. Records whose content is elsewhere count nothing here.
             await conn.executemany(
                 "INSERT INTO chunks (digest, size, refs) VALUES (?, ?, 1)"
                 " ON CONFLICT (digest) DO UPDATE SET refs = refs + 1",
-                [pair for item in apply for pair in _chunk_counts(item.record).items()],
+                [
+                    pair
+                    for item in apply
+                    if item.held
+                    for pair in _chunk_counts(item.record).items()
+                ],
             )
             await conn.executemany(
                 "UPDATE chunks SET refs = refs - 1 WHERE digest = ?", [(d,) for d in released]
@@ -225,20 +276,49 @@ class Catalogue:
                     if item.fingerprint is not None
                 ],
             )
+            # A withdrawn record is forgotten by ingest: the same input again makes a new one.
+            await conn.executemany(
+                "DELETE FROM ingest_sources WHERE pid = ?",
+                [(item.record.pid,) for item in apply if item.record.deleted],
+            )
+            # Versions learned from elsewhere move this node's clock past them, so its next own
+            # version of any record is newer than every version it has seen (HLC receive).
+            foreign = [item.record.version for item in apply if not item.held]
+            if foreign:
+                await _observe(conn, max(foreign))
         applied = {item.record.pid for item in apply}
         return [Outcome(item.record.pid, item.record.pid in applied) for item in items]
 
-    async def _existing(self, pids: list[str]) -> dict[str, tuple[int, tuple[Hlc, bytes], bytes]]:
+    async def _existing(
+        self, pids: list[str]
+    ) -> dict[str, tuple[int, tuple[Hlc, bytes], bytes, bool]]:
         out = {}
         for batch in _batches(pids):
             async with self.db.conn.execute(
-                "SELECT pid, id, hlc_wall, hlc_counter, origin, envelope FROM records"
+                "SELECT pid, id, hlc_wall, hlc_counter, origin, envelope, held FROM records"
                 f" WHERE pid IN ({','.join('?' * len(batch))})",
                 batch,
             ) as cur:
-                for pid, id_, wall, counter, origin, envelope in await cur.fetchall():
-                    out[pid] = (id_, (Hlc(wall, counter), bytes(origin)), bytes(envelope))
+                for pid, id_, wall, counter, origin, envelope, held in await cur.fetchall():
+                    out[pid] = (
+                        id_,
+                        (Hlc(wall, counter), bytes(origin)),
+                        bytes(envelope),
+                        bool(held),
+                    )
         return out
+
+    @translate_errors
+    async def versions(self, pids: Sequence[str]) -> dict[str, tuple[Hlc, bytes]]:
+        """pid → (version, origin) of the records held for `pids`."""
+        return {pid: row[1] for pid, row in (await self._existing(list(pids))).items()}
+
+    @translate_errors
+    async def is_held(self, pid: str) -> bool:
+        """Whether this node holds the content of `pid` (False also when the pid is unknown)."""
+        async with self.db.conn.execute("SELECT held FROM records WHERE pid = ?", (pid,)) as cur:
+            row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def _ids(self, pids: list[str]) -> dict[str, int]:
         out = {}

@@ -103,15 +103,18 @@ class Database:
     async def _migrate(self) -> None:
         # Take the write lock before reading the version, so two processes opening a new store
         # at once (daemon and CLI) cannot both apply the same migration.
+        existed: bool | None = None  # whether the store had a schema when opened
         for number, name, sql in migrations():
             async with self.transaction():
                 async with self.conn.execute("PRAGMA user_version") as cur:
                     row = await cur.fetchone()
                 current = row[0] if row else 0
+                if existed is None:
+                    existed = current > 0
                 if current >= number:
                     continue
                 # An upgrade of an existing store is news for the admin; creating one is not.
-                log.log(logging.INFO if current else logging.DEBUG, "applying migration %s", name)
+                log.log(logging.INFO if existed else logging.DEBUG, "applying migration %s", name)
                 for statement in _statements(sql):
                     await self.conn.execute(statement)
                 await self.conn.execute(f"PRAGMA user_version = {number}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -26,13 +27,23 @@ class PeerRow:
     address: bytes | None
 
 
+def membership_ref(kind: str, subject: bytes, signer: bytes) -> str:
+    """A membership record's place, as `sync_items.ref` names it."""
+    return f"{kind}/{subject.hex()}/{signer.hex()}"
+
+
 class MembershipStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     @translate_errors
-    async def put(self, kind: str, subject: bytes, signer: bytes, envelope: bytes) -> bool:
-        """Keep a verified record; False if exactly this record was already held."""
+    async def put(
+        self, kind: str, subject: bytes, signer: bytes, envelope: bytes, ts_ms: int
+    ) -> bool:
+        """Keep a verified record, replacing the one held for (kind, subject, signer); False if
+        exactly this record was already held. `ts_ms` is the record's own time (a certificate's
+        not_before, a revocation's revoked_ms): its place in the reconciled set."""
+        ref = membership_ref(kind, subject, signer)
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "SELECT envelope FROM membership WHERE kind = ? AND subject = ? AND signer = ?",
@@ -46,7 +57,21 @@ class MembershipStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (kind, subject, signer, envelope, int(time.time() * 1000)),
             )
+            await conn.execute("DELETE FROM sync_items WHERE kind = ? AND ref = ?", (kind, ref))
+            await conn.execute(
+                "INSERT INTO sync_items (id, ts, kind, ref) VALUES (?, ?, ?, ?)",
+                (hashlib.sha256(envelope).digest(), ts_ms, kind, ref),
+            )
             return True
+
+    @translate_errors
+    async def get(self, kind: str, subject: bytes, signer: bytes) -> bytes | None:
+        async with self.db.conn.execute(
+            "SELECT envelope FROM membership WHERE kind = ? AND subject = ? AND signer = ?",
+            (kind, subject, signer),
+        ) as cur:
+            row = await cur.fetchone()
+        return bytes(row[0]) if row else None
 
     @translate_errors
     async def envelopes(self, kind: str) -> list[bytes]:

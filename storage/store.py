@@ -18,6 +18,7 @@ from storage.chunks import ChunkStore, FileChunkStore
 from storage.database import Database
 from storage.errors import IntegrityError
 from storage.membership import MembershipStore
+from storage.syncindex import SyncIndex
 
 __all__ = ["Store", "StoreSettings"]
 
@@ -36,6 +37,7 @@ class Store:
         self.db = db
         self.catalogue = Catalogue(db)
         self.membership = MembershipStore(db)
+        self.sync = SyncIndex(db)
         self.chunks = chunks
 
     @classmethod
@@ -44,7 +46,15 @@ class Store:
         # Opening the chunk store removes temp files a crash left behind.
         chunks = await asyncio.to_thread(FileChunkStore, settings.root / "chunks")
         db = await Database.open(settings.root / "catalogue.db")
-        return cls(settings, db, chunks)
+        store = cls(settings, db, chunks)
+        try:
+            added = await store.sync.backfill()
+        except BaseException:
+            await store.close()
+            raise
+        if added:
+            log.info("indexed %d records stored before catalogue sync", added)
+        return store
 
     async def close(self) -> None:
         try:

@@ -96,6 +96,27 @@ async def status_json(ctx: NodeContext) -> dict[str, Any]:
         },
         "listen": {"public": str(config.listen), "admin": str(config.admin_listen)},
         "membership": _membership_json(ctx),
+        "sync": await _sync_summary(ctx),
+    }
+
+
+async def _sync_summary(ctx: NodeContext) -> dict[str, Any]:
+    """The essentials of /admin/api/v1/sync, for the status page and `siku status`."""
+    if ctx.sync is None:
+        return {"enabled": False}
+    state = await ctx.sync.state()
+    peers = state["peers"]
+    assert isinstance(peers, list)
+    last = max((p["last_reconcile_ms"] or 0 for p in peers), default=0)
+    return {
+        "enabled": True,
+        "records": state["total"],
+        "behind": state["behind"],
+        "peers_in_sync": sum(1 for p in peers if p["last_result"] == "in sync"),
+        "peers_reconciled": sum(1 for p in peers if p["reconciliations"]),
+        "last_reconcile_ms": last or None,
+        "errors": sum(int(p["errors"]) for p in peers),
+        "rejected_records": sum(int(p["rejected"]) for p in peers),
     }
 
 
@@ -147,7 +168,17 @@ def build_admin_app(ctx: NodeContext) -> web.Application:
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
+    async def sync(request: web.Request) -> web.Response:
+        if ctx.sync is None:
+            data: dict[str, Any] = {"enabled": False, "peers": []}
+        else:
+            data = {"enabled": True, **await ctx.sync.state()}
+        resp = web.Response(text=dumps(data), content_type="application/json", charset="utf-8")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
     app.router.add_get("/admin/api/v1/status", status)
+    app.router.add_get("/admin/api/v1/sync", sync)
     app.router.add_get("/admin/api/v1/peers", peers)
     app.on_response_prepare.append(add_security_headers)
     return app

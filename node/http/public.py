@@ -263,6 +263,14 @@ class _PublicApi:
         if entry is None:
             raise NotFoundError(f"The record {pid} has no file {path!r}.")
         self._check_rights(record)
+        if not await self.ctx.store.catalogue.is_held(pid):
+            raise Problem(
+                404,
+                "content-not-held",
+                "Content held elsewhere",
+                f"This node has the catalogue record of {pid} but not its files;"
+                " they are held by the library that catalogued it.",
+            )
         return await content.send_file(request, self.ctx.store, pid, entry)
 
     @staticmethod

@@ -143,9 +143,18 @@ class PeerClient:
             }
         return HelloOutcome(admitted, theirs, rtt_ms)
 
-    async def call(self, url: str, path: str, body: bytes, peer_key: bytes) -> bytes:
+    async def call(
+        self,
+        url: str,
+        path: str,
+        body: bytes,
+        peer_key: bytes,
+        *,
+        max_answer: int = MAX_HELLO_BYTES,
+    ) -> bytes:
         """A signed request to a peer already met (its key known from a hello): the chain is
-        sent only if the peer says it does not have it. Returns the verified answer body."""
+        sent only if the peer says it does not have it. Returns the verified answer body, at
+        most `max_answer` bytes."""
         to = node_id(peer_key)
         signer: httpsig.Signer = self.key
         held = self.sessions.get(url)
@@ -153,14 +162,18 @@ class PeerClient:
             signer = held[0]
             self._numbers[signer.id] = self._numbers.get(signer.id, 0) + 1
         status, headers, answer, member = await self._post(
-            url, path, body, to, chain=False, signer=signer
+            url, path, body, to, chain=False, signer=signer, max_answer=max_answer
         )
         if status == 401 and signer is not self.key and b"unknown-session" in answer[:256]:
             self.sessions.pop(url, None)  # the peer restarted or forgot it: sign with our key
             signer = self.key
-            status, headers, answer, member = await self._post(url, path, body, to, chain=False)
+            status, headers, answer, member = await self._post(
+                url, path, body, to, chain=False, max_answer=max_answer
+            )
         if status == 401 and b"unknown-chain" in answer[:MAX_PROBLEM_BYTES]:
-            status, headers, answer, member = await self._post(url, path, body, to, chain=True)
+            status, headers, answer, member = await self._post(
+                url, path, body, to, chain=True, max_answer=max_answer
+            )
         if status != 200:
             raise self._refusal(status, answer)
         verify_with: bytes | httpsig.SessionKey = (
@@ -191,6 +204,7 @@ class PeerClient:
         *,
         chain: bool,
         signer: httpsig.Signer | None = None,
+        max_answer: int = MAX_HELLO_BYTES,
     ) -> tuple[int, Mapping[str, str], bytes, str]:
         key = signer or self.key
         nonce = (
@@ -215,12 +229,12 @@ class PeerClient:
             async with self.session.post(url + path, data=body, headers=headers) as resp:
                 # read(n) returns what has arrived so far, not n bytes: read to the end,
                 # bounded.
-                if (resp.content_length or 0) > MAX_HELLO_BYTES:
+                if (resp.content_length or 0) > max_answer:
                     raise PeerMisbehavedError("body-too-large", "answer over the size limit")
                 parts, size = [], 0
                 async for part in resp.content.iter_chunked(64 * 1024):
                     size += len(part)
-                    if size > MAX_HELLO_BYTES:
+                    if size > max_answer:
                         raise PeerMisbehavedError("body-too-large", "answer over the size limit")
                     parts.append(part)
                 answer = b"".join(parts)

@@ -176,7 +176,7 @@ class MembershipView:
             if by_issuer >= MAX_REVOCATIONS_PER_ISSUER:
                 raise ChainError("this issuer has signed more revocations than a node keeps")
         await self.store.membership.put(
-            KIND_REVOCATION, revocation.subject, revocation.issuer, envelope
+            KIND_REVOCATION, revocation.subject, revocation.issuer, envelope, revocation.revoked_ms
         )
         self._hold(revocation, signed, envelope)
         self._generation += 1

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -75,6 +75,8 @@ class Peering:
     store: Store
     clock_ms: Callable[[], int] = _now_ms
     rejections: Rejections = field(default_factory=Rejections)
+    # Called when a peer becomes connected (catalogue sync reconciles with it at once).
+    on_connected: Callable[[Admitted], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         self.table = PeerTable(self.config.max_peers)
@@ -88,6 +90,7 @@ class Peering:
         self._address = self._sign_address()
         self._busy: set[str] = set()
         self.own_problem: str | None = None  # why our own chain does not admit us, if it does not
+        self.client: PeerClient | None = None  # set while `run` runs
         self._random = random.Random()  # noqa: S311  (back-off jitter, not a secret)
 
     # --- what we say ---------------------------------------------------------------------------
@@ -213,6 +216,7 @@ class Peering:
             self.membership,
             clock=lambda: self.clock_ms() / 1000,
         )
+        self.client = client
         limit = asyncio.Semaphore(MAX_CONCURRENT_DIALS)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._save_loop())
@@ -290,7 +294,8 @@ class Peering:
             self.table.rejected(url, message, now, subject.node_id)
             return
         was = self.table.peers.get(url)
-        if was is not None and was.state != "connected":
+        newly = was is None or was.state != "connected"
+        if newly:
             log.info(
                 "connected to %s (%s, %s) at %s", subject.name, subject.tier, subject.node_id, url
             )
@@ -305,6 +310,27 @@ class Peering:
             now_ms=now,
             interval_ms=self.config.hello_interval_seconds * 1000,
         )
+        if newly and self.on_connected is not None:
+            await self.on_connected(outcome.admitted)
+
+    def connected_peers(self) -> dict[str, Peer]:
+        """node id → a connected peer table entry (one URL per node)."""
+        out: dict[str, Peer] = {}
+        for peer in self.table.peers.values():
+            if peer.state == "connected" and peer.node_id and peer.node_id not in out:
+                out[peer.node_id] = peer
+        return out
+
+    def is_tree_neighbour(self, subject: NodeInfo, issuer: bytes) -> bool:
+        """Whether a member (its certificate's subject and issuer) is this node's parent or
+        child in the gossip tree: certificates draw it, and the national node stands above the
+        nodes the root certified."""
+        own = self.membership.own_leaf
+        if issuer == self.identity.public_key or own.issuer == subject.public_key:
+            return True
+        root = self.network.root_public_key
+        tiers = {own.subject.tier, subject.tier}
+        return own.issuer == root and issuer == root and tiers == {"national", "provincial"}
 
     def _is_parent(self, subject: NodeInfo) -> bool:
         """The node that certified us; for nodes the root certified, the national node."""

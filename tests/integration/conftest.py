@@ -95,6 +95,7 @@ async def http_node(tmp_path: Path) -> AsyncIterator[HttpNode]:
         public_url="http://127.0.0.1:8470",
         peers=(),
         hello_interval_seconds=30,
+        sync_interval_seconds=30,
         max_peers=256,
         network_name="siku-test",
         ark_naan="99999",

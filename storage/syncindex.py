@@ -1,0 +1,182 @@
+"""The set a node reconciles: one (timestamp, id) item per record it holds, of every kind.
+
+Rows of `sync_items` are written by the record tables' own transactions (storage.catalogue,
+storage.membership); this module only reads them, and backfills a store made before they existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from protocol.membership import (
+    KIND_CERTIFICATE,
+    KIND_REVOCATION,
+    decode_certificate,
+    decode_revocation,
+)
+from protocol.reconcile import Item, SortedItems
+from protocol.records import KIND_CATALOGUE, decode_envelope
+from storage.database import Database, translate_errors
+from storage.membership import membership_ref
+
+__all__ = ["NewItem", "SyncIndex"]
+
+MAX_IDS_PER_QUERY = 500  # SQLite's bound-parameter limit is 32,766; batches stay well under it
+
+
+@dataclass(frozen=True)
+class NewItem:
+    seq: int
+    id: bytes
+    ts: int
+    kind: str
+
+
+def _batches(items: Sequence[bytes]) -> list[Sequence[bytes]]:
+    return [items[i : i + MAX_IDS_PER_QUERY] for i in range(0, len(items), MAX_IDS_PER_QUERY)]
+
+
+class SyncIndex:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._snapshot: tuple[tuple[int, int], SortedItems] | None = None
+        self._building: asyncio.Lock = asyncio.Lock()
+
+    @translate_errors
+    async def version(self) -> tuple[int, int]:
+        """(highest seq, count): changes whenever the set does (a replacement inserts a row
+        with a new seq: AUTOINCREMENT never reuses one)."""
+        async with self.db.conn.execute(
+            "SELECT coalesce(max(seq), 0), count(*) FROM sync_items"
+        ) as c:
+            row = await c.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def snapshot(self) -> SortedItems:
+        """The whole set, sorted with prefix sums, for one reconciliation. Rebuilt only when the
+        set changed since the last call (a responder answering many messages of one peer's
+        session, or of many peers, reads the database once)."""
+        async with self._building:
+            version = await self.version()
+            if self._snapshot is None or self._snapshot[0] != version:
+                items = await self._all_items()
+                self._snapshot = (version, await asyncio.to_thread(SortedItems, items))
+            return self._snapshot[1]
+
+    @translate_errors
+    async def _all_items(self) -> list[Item]:
+        async with self.db.conn.execute("SELECT ts, id FROM sync_items") as cur:
+            return [Item(int(ts), bytes(id_)) for ts, id_ in await cur.fetchall()]
+
+    @translate_errors
+    async def have(self, ids: Sequence[bytes]) -> set[bytes]:
+        out: set[bytes] = set()
+        for batch in _batches(ids):
+            async with self.db.conn.execute(
+                f"SELECT id FROM sync_items WHERE id IN ({','.join('?' * len(batch))})", batch
+            ) as cur:
+                out.update(bytes(r[0]) for r in await cur.fetchall())
+        return out
+
+    @translate_errors
+    async def envelopes(self, ids: Sequence[bytes], max_bytes: int) -> list[bytes]:
+        """The signed envelopes of the held records among `ids`, in the order asked, stopping
+        before `max_bytes` would be exceeded (at least one is returned if any is held)."""
+        where: dict[bytes, tuple[str, str]] = {}
+        for batch in _batches(ids):
+            async with self.db.conn.execute(
+                f"SELECT id, kind, ref FROM sync_items WHERE id IN ({','.join('?' * len(batch))})",
+                batch,
+            ) as cur:
+                where.update({bytes(i): (str(k), str(r)) for i, k, r in await cur.fetchall()})
+        pids = [ref for kind, ref in where.values() if kind == KIND_CATALOGUE]
+        by_ref: dict[tuple[str, str], bytes] = {}
+        for start in range(0, len(pids), MAX_IDS_PER_QUERY):
+            pid_batch = pids[start : start + MAX_IDS_PER_QUERY]
+            async with self.db.conn.execute(
+                "SELECT pid, envelope FROM records"
+                f" WHERE pid IN ({','.join('?' * len(pid_batch))})",
+                pid_batch,
+            ) as cur:
+                by_ref.update({(KIND_CATALOGUE, str(p)): bytes(e) for p, e in await cur.fetchall()})
+        for kind, ref in where.values():
+            if kind != KIND_CATALOGUE:
+                _, subject, signer = ref.split("/")
+                async with self.db.conn.execute(
+                    "SELECT envelope FROM membership WHERE kind = ? AND subject = ? AND signer = ?",
+                    (kind, bytes.fromhex(subject), bytes.fromhex(signer)),
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    by_ref[(kind, ref)] = bytes(row[0])
+        out: list[bytes] = []
+        size = 0
+        for id_ in ids:
+            envelope = by_ref.get(where.get(id_, ("", "")))
+            # The id is re-derived: a row whose record changed without its item is not served.
+            if envelope is None or hashlib.sha256(envelope).digest() != id_:
+                continue
+            if out and size + len(envelope) > max_bytes:
+                break
+            out.append(envelope)
+            size += len(envelope)
+        return out
+
+    @translate_errors
+    async def since(self, seq: int, limit: int) -> list[NewItem]:
+        """Items added after `seq`, oldest first (what is new to tell neighbours about)."""
+        async with self.db.conn.execute(
+            "SELECT seq, id, ts, kind FROM sync_items WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ) as cur:
+            return [
+                NewItem(int(s), bytes(i), int(t), str(k)) for s, i, t, k in await cur.fetchall()
+            ]
+
+    @translate_errors
+    async def counts(self) -> dict[str, int]:
+        async with self.db.conn.execute("SELECT kind, count(*) FROM sync_items GROUP BY kind") as c:
+            return {str(k): int(n) for k, n in await c.fetchall()}
+
+    @translate_errors
+    async def backfill(self) -> int:
+        """Give every record stored before migration 0003 its item (a no-op once done)."""
+        async with self.db.conn.execute(
+            "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM membership),"
+            " (SELECT count(*) FROM sync_items)"
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        if row[0] == row[1]:
+            return 0
+        rows: list[tuple[bytes, int, str, str]] = []
+        async with self.db.conn.execute(
+            "SELECT pid, hlc_wall, envelope FROM records"
+            " WHERE pid NOT IN (SELECT ref FROM sync_items WHERE kind = ?)",
+            (KIND_CATALOGUE,),
+        ) as cur:
+            for pid, wall, envelope in await cur.fetchall():
+                rows.append((hashlib.sha256(envelope).digest(), wall, KIND_CATALOGUE, pid))
+        async with self.db.conn.execute(
+            "SELECT kind, subject, signer, envelope FROM membership"
+        ) as cur:
+            members = await cur.fetchall()
+        for kind, subject, signer, envelope in members:
+            signed = decode_envelope(bytes(envelope))
+            if kind == KIND_CERTIFICATE:
+                ts = decode_certificate(signed).not_before_ms
+            elif kind == KIND_REVOCATION:
+                ts = decode_revocation(signed).revoked_ms
+            else:
+                continue
+            ref = membership_ref(kind, bytes(subject), bytes(signer))
+            rows.append((hashlib.sha256(envelope).digest(), ts, kind, ref))
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "INSERT OR IGNORE INTO sync_items (id, ts, kind, ref) VALUES (?, ?, ?, ?)", rows
+            )
+        return len(rows)

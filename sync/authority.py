@@ -1,0 +1,110 @@
+"""Who may write what: the rules a record must pass before it joins a node's record set.
+
+The rules depend only on records (never on the clock or on arrival order, beyond waiting for a
+record's issuer to arrive), so every node that holds the same records reaches the same verdicts
+and reconciliation converges:
+
+- certificate: issued by the network root to a national or provincial node, or by the subject
+  of a certificate already held, within that issuer's rights (protocol.membership.check_issuer).
+  Validity periods are not checked here: whether a certificate admits its node *now* is judged
+  where it matters (peer admission), while the record itself stays part of the network's history.
+- revocation: signed by the network root or by the subject of a certificate already held.
+- catalogue: signed by its origin (checked when decoded), whose certificate is held; its pid is
+  minted under the network's NAAN with the origin's own library code; and a pid held from one
+  origin is never taken over by another.
+
+A record whose issuer or origin certificate is not held yet is deferred, not rejected: it is
+neither stored nor blamed on the sender, and arrives again with the next reconciliation, after
+the certificate it waits for (certificates are applied first within every batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol import ark
+from protocol.errors import ChainError, IdentifierError, ProtocolError
+from protocol.membership import ROOT, Certificate, Revocation, check_issuer
+from protocol.records import CatalogueRecord
+from sync.records import SyncRecord
+
+__all__ = ["Authority", "Deferred", "Rejected"]
+
+
+class Rejected(ProtocolError):
+    """The record breaks an authority rule: it is refused and counted against the sender."""
+
+    code = "unauthorised-record"
+
+
+class Deferred(Exception):
+    """The record waits for a certificate this node does not hold yet."""
+
+
+@dataclass
+class Authority:
+    root: bytes
+    network: str
+    naan: str
+
+    def __post_init__(self) -> None:
+        self._certificates: dict[bytes, Certificate] = {}  # by subject key, held and accepted
+
+    def certificate(self, subject: bytes) -> Certificate | None:
+        return self._certificates.get(subject)
+
+    def __len__(self) -> int:
+        return len(self._certificates)
+
+    def learn(self, record: SyncRecord) -> None:
+        """Take a certificate into account once it is stored (or loaded at start)."""
+        if isinstance(record.body, Certificate):
+            self._certificates[record.body.subject.public_key] = record.body
+
+    def judge(self, record: SyncRecord, held_origin: bytes | None) -> None:
+        """Raise Rejected or Deferred unless `record` may join the set. `held_origin` is the
+        origin of the version of its slot held now (catalogue records), if any."""
+        body = record.body
+        if isinstance(body, Certificate):
+            self._judge_certificate(body)
+        elif isinstance(body, Revocation):
+            if body.network != self.network:
+                raise Rejected("a revocation of another network")
+            if body.issuer != self.root and body.issuer not in self._certificates:
+                raise Deferred("revocation by a node whose certificate is not held yet")
+        elif isinstance(body, CatalogueRecord):
+            self._judge_catalogue(body, held_origin)
+        else:  # pragma: no cover - decode_record builds no other
+            raise Rejected(f"no rule for records of kind {record.kind}")
+
+    def _judge_certificate(self, cert: Certificate) -> None:
+        if cert.network != self.network:
+            raise Rejected("a certificate of another network")
+        try:
+            if cert.issuer == self.root:
+                check_issuer(ROOT, "", cert.subject)
+                return
+            issuer = self._certificates.get(cert.issuer)
+            if issuer is None:
+                raise Deferred("certificate from an issuer whose own certificate is not held yet")
+            check_issuer(issuer.subject.tier, issuer.subject.region, cert.subject)
+        except ChainError as e:
+            raise Rejected(f"certificate for {cert.subject.name}: {e.message}") from e
+
+    def _judge_catalogue(self, record: CatalogueRecord, held_origin: bytes | None) -> None:
+        origin = self._certificates.get(record.origin)
+        if origin is None:
+            raise Deferred("catalogue record from a library whose certificate is not held yet")
+        try:
+            pid = ark.parse(record.pid)
+        except IdentifierError as e:  # pragma: no cover - the record's own check ran first
+            raise Rejected(e.message) from e
+        if pid.naan != self.naan:
+            raise Rejected(f"{record.pid} is not minted under this network's NAAN {self.naan}")
+        if pid.library_code != origin.subject.code:
+            raise Rejected(
+                f"{record.pid} is minted under library code {pid.library_code!r},"
+                f" but its origin {origin.subject.name} holds code {origin.subject.code!r}"
+            )
+        if held_origin is not None and held_origin != record.origin:
+            raise Rejected(f"{record.pid} belongs to another library")

@@ -1,0 +1,88 @@
+"""Records as sync sees them: any signed record a node keeps for the network, with its place in
+the reconciled set (timestamp, id), its slot (what a newer version replaces) and its order."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from protocol.errors import DecodeError, ValidationError
+from protocol.membership import (
+    KIND_CERTIFICATE,
+    KIND_REVOCATION,
+    Certificate,
+    Revocation,
+    decode_certificate,
+    decode_revocation,
+)
+from protocol.reconcile import MAX_TIMESTAMP, Item
+from protocol.records import (
+    KIND_CATALOGUE,
+    MAX_RECORD_BYTES,
+    CatalogueRecord,
+    SignedRecord,
+    decode_catalogue,
+    decode_envelope,
+)
+from storage.membership import membership_ref
+
+__all__ = ["SYNCED_KINDS", "Order", "SyncRecord", "decode_record", "record_id"]
+
+SYNCED_KINDS = (KIND_CATALOGUE, KIND_CERTIFICATE, KIND_REVOCATION)
+
+# Newest wins within a slot: (time, counter, tie-break). Every node computes the same order for
+# the same record, so two nodes holding different versions of a slot both keep the same one.
+Order = tuple[int, int, bytes]
+
+
+def record_id(envelope: bytes) -> bytes:
+    return hashlib.sha256(envelope).digest()
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    kind: str
+    slot: str  # catalogue: the pid; membership: kind/subject/signer (storage.membership_ref)
+    order: Order
+    item: Item
+    envelope: bytes
+    signed: SignedRecord
+    body: CatalogueRecord | Certificate | Revocation
+
+    @property
+    def id(self) -> bytes:
+        return self.item.id
+
+
+def decode_record(envelope: bytes) -> SyncRecord:
+    """Decode and verify (signature included) a record of a synced kind; raises ProtocolError
+    (DecodeError, ValidationError, SignatureError, ...) for anything else."""
+    if len(envelope) > MAX_RECORD_BYTES:
+        raise DecodeError(f"record larger than {MAX_RECORD_BYTES} bytes")
+    signed = decode_envelope(envelope)
+    body: CatalogueRecord | Certificate | Revocation
+    if signed.kind == KIND_CATALOGUE:
+        _, catalogue = decode_catalogue(signed)
+        body = catalogue
+        slot = catalogue.pid
+        ts = catalogue.version.wall_ms
+        order: Order = (ts, catalogue.version.counter, catalogue.origin)
+    elif signed.kind == KIND_CERTIFICATE:
+        cert = decode_certificate(signed)
+        body = cert
+        slot = membership_ref(KIND_CERTIFICATE, cert.subject.public_key, signed.signer)
+        ts = cert.not_before_ms
+        order = (ts, 0, cert.serial)
+    elif signed.kind == KIND_REVOCATION:
+        revocation = decode_revocation(signed)
+        body = revocation
+        slot = membership_ref(KIND_REVOCATION, revocation.subject, signed.signer)
+        ts = revocation.revoked_ms
+        order = (ts, 0, record_id(envelope))
+    else:
+        raise ValidationError(f"records of kind {signed.kind!r} are not synced")
+    if not 0 <= ts < MAX_TIMESTAMP:
+        raise ValidationError("record time out of range")
+    return SyncRecord(
+        signed.kind, slot, order, Item(ts, record_id(envelope)), envelope, signed, body
+    )

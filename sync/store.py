@@ -1,0 +1,75 @@
+"""`RecordSet` over a node's store: catalogue records in storage.catalogue (searchable at once),
+certificates and revocations in storage.membership, the reconciled set in storage.syncindex."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from protocol.membership import KIND_CERTIFICATE, Certificate, Revocation
+from protocol.reconcile import Storage
+from protocol.records import CatalogueRecord
+from storage.catalogue import StoredRecord
+from storage.store import Store
+from sync.records import Order, SyncRecord, decode_record
+
+__all__ = ["StoreRecords"]
+
+
+class StoreRecords:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def snapshot(self) -> Storage:
+        return await self._store.sync.snapshot()
+
+    async def have(self, ids: Sequence[bytes]) -> set[bytes]:
+        return await self._store.sync.have(ids)
+
+    async def envelopes(self, ids: Sequence[bytes], max_bytes: int) -> list[bytes]:
+        return await self._store.sync.envelopes(ids, max_bytes)
+
+    async def held(self, records: Sequence[SyncRecord]) -> dict[str, tuple[Order, bytes | None]]:
+        out: dict[str, tuple[Order, bytes | None]] = {}
+        pids = [r.slot for r in records if isinstance(r.body, CatalogueRecord)]
+        for pid, (version, origin) in (await self._store.catalogue.versions(pids)).items():
+            out[pid] = ((version.wall_ms, version.counter, origin), origin)
+        for record in records:
+            body = record.body
+            if isinstance(body, Certificate | Revocation) and record.slot not in out:
+                subject = body.subject.public_key if isinstance(body, Certificate) else body.subject
+                envelope = await self._store.membership.get(
+                    record.kind, subject, record.signed.signer
+                )
+                if envelope is not None:
+                    # Verified when stored; decoded again for its order (few, small records).
+                    out[record.slot] = (decode_record(envelope).order, None)
+        return out
+
+    async def store(self, records: Sequence[SyncRecord]) -> None:
+        catalogue = [
+            StoredRecord(r.signed, r.body, held=False)
+            for r in records
+            if isinstance(r.body, CatalogueRecord)
+        ]
+        if catalogue:
+            await self._store.catalogue.put(catalogue)
+        for r in records:
+            body = r.body
+            if isinstance(body, Certificate):
+                await self._store.membership.put(
+                    r.kind, body.subject.public_key, r.signed.signer, r.envelope, r.item.timestamp
+                )
+            elif isinstance(body, Revocation):
+                await self._store.membership.put(
+                    r.kind, body.subject, r.signed.signer, r.envelope, r.item.timestamp
+                )
+
+    async def certificates(self) -> list[bytes]:
+        return await self._store.membership.envelopes(KIND_CERTIFICATE)
+
+    async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
+        items = await self._store.sync.since(seq, limit)
+        if not items:
+            top, _ = await self._store.sync.version()
+            return min(seq, top), []
+        return items[-1].seq, [(i.id, i.ts) for i in items]
