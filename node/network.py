@@ -4,6 +4,7 @@ default replication policy), made by `siku network init` and copied into every n
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ __all__ = [
 
 NETWORK_FILE = "network.toml"
 MAX_NETWORK_BYTES = 64 * 1024
+MAX_AUTHORITIES = 64
+_NODE_ID = re.compile(r"[a-z2-7]{32}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class NetworkDescription:
     root_public_key: bytes
     certificate_days: int
     policy: ReplicationPolicy
+    # Node ids that may sign new versions of any library's catalogue records.
+    catalogue_authorities: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -86,10 +91,22 @@ def load_network(path: Path) -> NetworkDescription:
         if isinstance(value, bool) or not isinstance(value, int) or not (0 <= value <= 16):
             raise ConfigError(f"{path} [policy]: {key} must be an integer from 0 to 16")
         numbers[key] = value
+    authorities = policy.get("catalogue_authorities", [])
+    if (
+        not isinstance(authorities, list)
+        or len(authorities) > MAX_AUTHORITIES
+        or not all(isinstance(a, str) and _NODE_ID.fullmatch(a) for a in authorities)
+    ):
+        raise ConfigError(
+            f"{path} [policy]: catalogue_authorities must be a list of at most"
+            f" {MAX_AUTHORITIES} node ids (as `siku status` shows them)"
+        )
     days = enrol.get("certificate_days", 730)
     if isinstance(days, bool) or not isinstance(days, int) or not (1 <= days <= 3650):
         raise ConfigError(f"{path} [enrolment]: certificate_days must be 1 to 3650")
-    return NetworkDescription(name, naan, root, days, ReplicationPolicy(**numbers))
+    return NetworkDescription(
+        name, naan, root, days, ReplicationPolicy(**numbers), tuple(authorities)
+    )
 
 
 def render_network(*, name: str, ark_naan: str, root_public_key: bytes) -> str:
@@ -116,6 +133,9 @@ min_copies = {policy.min_copies}
 min_higher_tier_in_province = {policy.min_higher_tier_in_province}
 # and outside its province.
 min_outside_province = {policy.min_outside_province}
+# Nodes (their node ids) that may correct any library's catalogue records, e.g. a national
+# cataloguing centre: ["b553p3lj2lrskpivmp6vor5bamznmizm"]. Each library alone edits its own.
+catalogue_authorities = []
 
 [enrolment]
 # How long certificates issued with `siku enroll approve` are valid, in days (1 to 3650).

@@ -448,9 +448,12 @@ def decode_envelope(data: bytes) -> SignedRecord:
     return signed
 
 
-def sign_catalogue(record: CatalogueRecord, key: Ed25519PrivateKey) -> SignedRecord:
+def sign_catalogue(
+    record: CatalogueRecord, key: Ed25519PrivateKey, *, delegated: bool = False
+) -> SignedRecord:
+    """Sign as the record's origin; `delegated`: as a catalogue authority editing it."""
     signer = public_key_bytes(key)
-    if signer != record.origin:
+    if signer != record.origin and not delegated:
         raise SignatureError("only the origin library signs its catalogue records")
     body = encode_body(record)
     if len(body) > MAX_RECORD_BYTES - 256:
@@ -460,15 +463,19 @@ def sign_catalogue(record: CatalogueRecord, key: Ed25519PrivateKey) -> SignedRec
     )
 
 
-def decode_catalogue(data: bytes | SignedRecord) -> tuple[SignedRecord, CatalogueRecord]:
+def decode_catalogue(
+    data: bytes | SignedRecord, *, delegated: bool = False
+) -> tuple[SignedRecord, CatalogueRecord]:
     """Verify a signed catalogue record and decode it. Signature first: nothing unverified is
-    parsed beyond the envelope."""
+    parsed beyond the envelope. The signer must be the record's origin, unless `delegated`:
+    then the caller judges whether the signer may edit the origin's records (a catalogue
+    authority named by the network policy, sync.authority)."""
     signed = data if isinstance(data, SignedRecord) else decode_envelope(data)
     if signed.kind != KIND_CATALOGUE:
         raise UnsupportedVersionError(f"expected a catalogue record, got {signed.kind!r}")
     signed.verify()
     record = _decode_catalogue_body(signed.body)
-    if record.origin != signed.signer:
+    if record.origin != signed.signer and not delegated:
         raise SignatureError("catalogue record signed by a node other than its origin")
     return signed, record
 

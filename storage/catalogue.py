@@ -189,6 +189,9 @@ class Catalogue:
             held = newest.get(item.record.pid)
             if held is None or _order(item.record) > _order(held.record):
                 newest[item.record.pid] = item
+        # Written here (ingest, deletion), as opposed to received: catalogue sync tells its
+        # neighbours about these itself (`SyncIndex.since`).
+        local = {item.record.pid for item in newest.values() if item.held}
         async with self.db.transaction() as conn:
             existing = await self._existing(list(newest))
             apply: list[StoredRecord] = []
@@ -202,7 +205,7 @@ class Catalogue:
                         continue
                     replaced_ids.append(old_id)
                     if old_held:
-                        _, old_record = decode_catalogue(old_envelope)
+                        _, old_record = decode_catalogue(old_envelope, delegated=True)
                         released.extend(_chunk_counts(old_record))
                         if not item.held and _chunk_counts(old_record) == _chunk_counts(
                             item.record
@@ -231,13 +234,14 @@ class Catalogue:
                 [_record_row(item, now_ms) for item in apply],
             )
             await conn.executemany(
-                "INSERT INTO sync_items (id, ts, kind, ref) VALUES (?, ?, ?, ?)",
+                "INSERT INTO sync_items (id, ts, kind, ref, local) VALUES (?, ?, ?, ?, ?)",
                 [
                     (
                         hashlib.sha256(encode_envelope(item.signed)).digest(),
                         item.record.version.wall_ms,
                         KIND_CATALOGUE,
                         item.record.pid,
+                        int(item.record.pid in local),
                     )
                     for item in apply
                 ],
@@ -396,8 +400,9 @@ class Catalogue:
             row = await cur.fetchone()
         if row is None:
             return None
-        # Re-verified on every read: a damaged or tampered database row is never served.
-        return decode_catalogue(bytes(row[0]))
+        # Re-verified on every read: a damaged or tampered database row is never served. (Who
+        # may sign for the origin was judged before the record was stored.)
+        return decode_catalogue(bytes(row[0]), delegated=True)
 
     async def search(self, query: str, *, limit: int = 20, offset: int = 0) -> SearchPage:
         """Ranked full-text search; raises ValueError for a query over the bounds."""

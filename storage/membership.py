@@ -38,11 +38,19 @@ class MembershipStore:
 
     @translate_errors
     async def put(
-        self, kind: str, subject: bytes, signer: bytes, envelope: bytes, ts_ms: int
+        self,
+        kind: str,
+        subject: bytes,
+        signer: bytes,
+        envelope: bytes,
+        ts_ms: int,
+        *,
+        local: bool = True,
     ) -> bool:
         """Keep a verified record, replacing the one held for (kind, subject, signer); False if
         exactly this record was already held. `ts_ms` is the record's own time (a certificate's
-        not_before, a revocation's revoked_ms): its place in the reconciled set."""
+        not_before, a revocation's revoked_ms): its place in the reconciled set. `local`: made
+        or imported here, rather than received by catalogue sync."""
         ref = membership_ref(kind, subject, signer)
         async with self.db.transaction() as conn:
             cur = await conn.execute(
@@ -59,8 +67,8 @@ class MembershipStore:
             )
             await conn.execute("DELETE FROM sync_items WHERE kind = ? AND ref = ?", (kind, ref))
             await conn.execute(
-                "INSERT INTO sync_items (id, ts, kind, ref) VALUES (?, ?, ?, ?)",
-                (hashlib.sha256(envelope).digest(), ts_ms, kind, ref),
+                "INSERT INTO sync_items (id, ts, kind, ref, local) VALUES (?, ?, ?, ?, ?)",
+                (hashlib.sha256(envelope).digest(), ts_ms, kind, ref, int(local)),
             )
             return True
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class SyncIndex:
         self.db = db
         self._snapshot: tuple[tuple[int, int], SortedItems] | None = None
         self._building: asyncio.Lock = asyncio.Lock()
+        self._built = 0.0  # monotonic time the snapshot was last checked against the database
 
     @translate_errors
     async def version(self) -> tuple[int, int]:
@@ -56,15 +58,22 @@ class SyncIndex:
         assert row is not None
         return int(row[0]), int(row[1])
 
-    async def snapshot(self) -> SortedItems:
+    async def snapshot(self, stale_ok_s: float = 0.0) -> SortedItems:
         """The whole set, sorted with prefix sums, for one reconciliation. Rebuilt only when the
         set changed since the last call (a responder answering many messages of one peer's
-        session, or of many peers, reads the database once)."""
+        session, or of many peers, reads the database once), and, with `stale_ok_s`, at most
+        that often: a responder may answer from a set a few seconds old (the peer's next round
+        sees the rest), where rebuilding for every message of a busy node would cost seconds
+        each at a million records."""
         async with self._building:
+            now = time.monotonic()
+            if self._snapshot is not None and now - self._built < stale_ok_s:
+                return self._snapshot[1]
             version = await self.version()
             if self._snapshot is None or self._snapshot[0] != version:
                 items = await self._all_items()
                 self._snapshot = (version, await asyncio.to_thread(SortedItems, items))
+            self._built = now
             return self._snapshot[1]
 
     @translate_errors
@@ -128,9 +137,11 @@ class SyncIndex:
 
     @translate_errors
     async def since(self, seq: int, limit: int) -> list[NewItem]:
-        """Items added after `seq`, oldest first (what is new to tell neighbours about)."""
+        """Items written here (not received) after `seq`, oldest first: what is new to tell
+        neighbours about."""
         async with self.db.conn.execute(
-            "SELECT seq, id, ts, kind FROM sync_items WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, id, ts, kind FROM sync_items WHERE seq > ? AND local = 1"
+            " ORDER BY seq LIMIT ?",
             (seq, limit),
         ) as cur:
             return [
@@ -153,14 +164,14 @@ class SyncIndex:
         assert row is not None
         if row[0] == row[1]:
             return 0
-        rows: list[tuple[bytes, int, str, str]] = []
+        rows: list[tuple[bytes, int, str, str, int]] = []
         async with self.db.conn.execute(
             "SELECT pid, hlc_wall, envelope FROM records"
             " WHERE pid NOT IN (SELECT ref FROM sync_items WHERE kind = ?)",
             (KIND_CATALOGUE,),
         ) as cur:
             for pid, wall, envelope in await cur.fetchall():
-                rows.append((hashlib.sha256(envelope).digest(), wall, KIND_CATALOGUE, pid))
+                rows.append((hashlib.sha256(envelope).digest(), wall, KIND_CATALOGUE, pid, 0))
         async with self.db.conn.execute(
             "SELECT kind, subject, signer, envelope FROM membership"
         ) as cur:
@@ -174,9 +185,11 @@ class SyncIndex:
             else:
                 continue
             ref = membership_ref(kind, bytes(subject), bytes(signer))
-            rows.append((hashlib.sha256(envelope).digest(), ts, kind, ref))
+            rows.append((hashlib.sha256(envelope).digest(), ts, kind, ref, 0))
         async with self.db.transaction() as conn:
             await conn.executemany(
-                "INSERT OR IGNORE INTO sync_items (id, ts, kind, ref) VALUES (?, ?, ?, ?)", rows
+                "INSERT OR IGNORE INTO sync_items (id, ts, kind, ref, local)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
             )
         return len(rows)

@@ -9,9 +9,11 @@ and reconciliation converges:
   Validity periods are not checked here: whether a certificate admits its node *now* is judged
   where it matters (peer admission), while the record itself stays part of the network's history.
 - revocation: signed by the network root or by the subject of a certificate already held.
-- catalogue: signed by its origin (checked when decoded), whose certificate is held; its pid is
-  minted under the network's NAAN with the origin's own library code; and a pid held from one
-  origin is never taken over by another.
+- catalogue: signed by its origin, or by a catalogue authority the network policy names (a
+  national or provincial cataloguing centre correcting records), whose certificate is held as
+  well as the origin's; its pid is minted under the network's NAAN with the origin's own library
+  code; and a pid held from one origin is never taken over by another (an authority edits a
+  record, it does not change whose it is).
 
 A record whose issuer or origin certificate is not held yet is deferred, not rejected: it is
 neither stored nor blamed on the sender, and arrives again with the next reconciliation, after
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 
 from protocol import ark
 from protocol.errors import ChainError, IdentifierError, ProtocolError
+from protocol.identity import node_id
 from protocol.membership import ROOT, Certificate, Revocation, check_issuer
 from protocol.records import CatalogueRecord
 from sync.records import SyncRecord
@@ -46,6 +49,7 @@ class Authority:
     root: bytes
     network: str
     naan: str
+    catalogue_authorities: frozenset[str] = frozenset()  # node ids, from the network policy
 
     def __post_init__(self) -> None:
         self._certificates: dict[bytes, Certificate] = {}  # by subject key, held and accepted
@@ -73,7 +77,7 @@ class Authority:
             if body.issuer != self.root and body.issuer not in self._certificates:
                 raise Deferred("revocation by a node whose certificate is not held yet")
         elif isinstance(body, CatalogueRecord):
-            self._judge_catalogue(body, held_origin)
+            self._judge_catalogue(body, record.signed.signer, held_origin)
         else:  # pragma: no cover - decode_record builds no other
             raise Rejected(f"no rule for records of kind {record.kind}")
 
@@ -91,7 +95,9 @@ class Authority:
         except ChainError as e:
             raise Rejected(f"certificate for {cert.subject.name}: {e.message}") from e
 
-    def _judge_catalogue(self, record: CatalogueRecord, held_origin: bytes | None) -> None:
+    def _judge_catalogue(
+        self, record: CatalogueRecord, signer: bytes, held_origin: bytes | None
+    ) -> None:
         origin = self._certificates.get(record.origin)
         if origin is None:
             raise Deferred("catalogue record from a library whose certificate is not held yet")
@@ -108,3 +114,11 @@ class Authority:
             )
         if held_origin is not None and held_origin != record.origin:
             raise Rejected(f"{record.pid} belongs to another library")
+        if signer != record.origin:
+            if node_id(signer) not in self.catalogue_authorities:
+                raise Rejected(
+                    f"{record.pid} is signed by node {node_id(signer)}, neither its library nor"
+                    " a catalogue authority of the network policy"
+                )
+            if signer not in self._certificates:
+                raise Deferred("catalogue authority whose certificate is not held yet")

@@ -64,8 +64,9 @@ class TransportError(Exception):
 class RecordSet(Protocol):
     """What sync needs of a node's store."""
 
-    async def snapshot(self) -> Storage:
-        """The whole set, sorted, unchanged for as long as the caller uses it."""
+    async def snapshot(self, stale_ok_s: float = 0.0) -> Storage:
+        """The whole set, sorted, unchanged for as long as the caller uses it; up to
+        `stale_ok_s` seconds old if that spares a rebuild."""
         ...
 
     async def have(self, ids: Sequence[bytes]) -> set[bytes]: ...
@@ -87,8 +88,13 @@ class RecordSet(Protocol):
         """Envelopes of every certificate held (to judge records after a restart)."""
         ...
 
+    async def latest_seq(self) -> int:
+        """The sequence number of the newest item (where `new_since` starts after a restart)."""
+        ...
+
     async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
-        """(highest seq, [(id, ts)]) of items added after `seq`, oldest first."""
+        """(sequence number reached, [(id, ts)]) of items written to the store directly after
+        `seq` — by ingest or the CLI, not through `store` — oldest first."""
         ...
 
 
@@ -118,6 +124,7 @@ class SyncSettings:
     queue_limit: int = 4_096  # ids queued per peer for push, offer or pull; beyond: dropped
     frame_size_limit: int = DEFAULT_FRAME_SIZE_LIMIT
     max_round_trips: int = 100_000  # a reconciliation longer than this is abandoned
+    responder_staleness_s: float = 2.0  # how old a set a responder may answer from
 
 
 @dataclass
@@ -191,7 +198,6 @@ class SyncEngine:
         self._offers: dict[str, list[bytes]] = {}  # ids to offer
         self._pulls: dict[str, list[bytes]] = {}  # ids offered to us, to fetch
         self._queued_pulls: set[bytes] = set()
-        self._from_sync: OrderedDict[bytes, None] = OrderedDict()  # ids applied from peers
         # Records waiting for a certificate (a gossiped record can arrive before its origin's
         # certificate): retried when certificates are applied, else left to anti-entropy.
         self._deferred: OrderedDict[bytes, tuple[bytes, str | None]] = OrderedDict()
@@ -216,7 +222,7 @@ class SyncEngine:
                 self.authority.learn(decode_record(envelope))
             except ProtocolError as e:  # the store verified it once; say so if it changed
                 log.error("a stored certificate no longer verifies: %s", e.message)
-        self._seq, _ = await self.records.new_since(2**62, 0)
+        self._seq = await self.records.latest_seq()
 
     def behind(self) -> int:
         """Records some peer held that this node lacked at the last reconciliation with it, and
@@ -225,8 +231,12 @@ class SyncEngine:
 
     # --- applying --------------------------------------------------------------------------
 
-    async def apply(self, envelopes: Sequence[bytes], sender: str | None) -> ApplyResult:
-        """Verify, judge and store records from `sender` (None: this node's own)."""
+    async def apply(
+        self, envelopes: Sequence[bytes], sender: str | None, *, gossip: bool = True
+    ) -> ApplyResult:
+        """Verify, judge and store records from `sender` (None: this node's own). What is new
+        is passed on by gossip unless `gossip` is False (records found by reconciliation: the
+        other nodes reconcile too, so pushing them on would mostly repeat what they hold)."""
         result = ApplyResult()
         async with self._apply_lock:
             ids = [record_id(e) for e in envelopes]
@@ -286,16 +296,12 @@ class SyncEngine:
                 for record in result.applied:
                     self._deferred.pop(record.id, None)
         if sender is not None:
-            stats = self.peer(sender)
-            stats.records_received += len(result.applied)
-            for record in result.applied:
-                self._from_sync[record.id] = None
-            while len(self._from_sync) > 8 * self.settings.queue_limit:
-                self._from_sync.popitem(last=False)
+            self.peer(sender).records_received += len(result.applied)
         if result.applied:
             if self.on_applied is not None:
                 await self.on_applied(result.applied)
-            self._gossip([(r.id, r.item.timestamp) for r in result.applied], exclude=sender)
+            if gossip:
+                self._gossip([(r.id, r.item.timestamp) for r in result.applied], exclude=sender)
             if self._deferred and any(isinstance(r.body, Certificate) for r in result.applied):
                 await self._retry_deferred()
         return result
@@ -339,13 +345,12 @@ class SyncEngine:
         queue.extend(ids[: max(room, 0)])  # the rest is left to anti-entropy
 
     async def publish_local(self) -> int:
-        """Gossip records this node stored itself since the last call (ingest, deletion, its
-        own certificates), found as set items that did not come through `apply`."""
+        """Gossip records written to the store since the last call without passing through
+        `apply` (ingest and deletions by the CLI, revocations it imports)."""
         self._seq, new = await self.records.new_since(self._seq, self.settings.queue_limit)
-        local = [(i, ts) for i, ts in new if i not in self._from_sync]
-        if local:
-            self._gossip(local, exclude=None)
-        return len(local)
+        if new:
+            self._gossip(new, exclude=None)
+        return len(new)
 
     async def receive_offer(self, sender: str, ids: Sequence[bytes]) -> int:
         """Queue the offered ids this node lacks, to be pulled from the sender."""
@@ -410,11 +415,11 @@ class SyncEngine:
 
     async def _pull(self, peer: str, ids: Sequence[bytes]) -> None:
         try:
-            await self._fetch_and_apply(peer, ids)
+            await self._fetch_and_apply(peer, ids, gossip=True)
         finally:
             self._queued_pulls.difference_update(ids)
 
-    async def _fetch_and_apply(self, peer: str, ids: Sequence[bytes]) -> int:
+    async def _fetch_and_apply(self, peer: str, ids: Sequence[bytes], *, gossip: bool) -> int:
         """Fetch `ids` from `peer` in batches and apply them; the number of ids settled
         (applied, or found already held or superseded)."""
         settled = 0
@@ -424,7 +429,7 @@ class SyncEngine:
                 envelopes = await self._fetch(peer, chunk)
                 if not envelopes:
                     break  # the peer no longer holds them (replaced meanwhile)
-                result = await self.apply(envelopes, peer)
+                result = await self.apply(envelopes, peer, gossip=gossip)
                 settled += len(result.applied) + result.known + result.stale
                 got = {record_id(e) for e in envelopes}
                 chunk = [i for i in chunk if i not in got] if len(got) < len(chunk) else []
@@ -445,7 +450,7 @@ class SyncEngine:
 
     async def answer_reconcile(self, peer: str, message: bytes) -> bytes:
         """The responder's side: stateless, one message at a time. Raises ProtocolError."""
-        storage = await self.records.snapshot()
+        storage = await self.records.snapshot(self.settings.responder_staleness_s)
         responder = Reconciler(
             storage, initiator=False, frame_size_limit=self.settings.frame_size_limit
         )
@@ -538,7 +543,7 @@ class SyncEngine:
         async def fetcher() -> None:
             nonlocal settled
             while (batch := await wanted.get()) is not None:
-                settled += await self._fetch_and_apply(peer, batch)
+                settled += await self._fetch_and_apply(peer, batch, gossip=False)
 
         async with asyncio.TaskGroup() as tg:
             worker = tg.create_task(fetcher())

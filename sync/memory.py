@@ -19,11 +19,11 @@ class MemoryRecords:
     def __init__(self) -> None:
         self.by_slot: dict[str, SyncRecord] = {}
         self.by_id: dict[bytes, SyncRecord] = {}
-        self._seq: list[tuple[int, bytes, int]] = []  # (seq, id, ts), in insert order
+        self._local: list[tuple[int, bytes, int]] = []  # (seq, id, ts) of `put_local` writes
         self._next = 1
         self._snapshot: SortedItems | None = None
 
-    async def snapshot(self) -> Storage:
+    async def snapshot(self, stale_ok_s: float = 0.0) -> Storage:
         if self._snapshot is None:
             self._snapshot = SortedItems(r.item for r in self.by_id.values())
         return self._snapshot
@@ -54,21 +54,33 @@ class MemoryRecords:
 
     async def store(self, records: Sequence[SyncRecord]) -> None:
         for record in records:
-            old = self.by_slot.get(record.slot)
-            if old is not None:
-                if old.order >= record.order:
-                    continue
-                del self.by_id[old.id]
-            self.by_slot[record.slot] = record
-            self.by_id[record.id] = record
-            self._seq.append((self._next, record.id, record.item.timestamp))
-            self._next += 1
+            self._put(record)
+
+    def put_local(self, record: SyncRecord) -> bool:
+        """Write as ingest or the CLI would, bypassing the engine (found by `new_since`)."""
+        if not self._put(record):
+            return False
+        self._local.append((self._next - 1, record.id, record.item.timestamp))
+        return True
+
+    def _put(self, record: SyncRecord) -> bool:
+        old = self.by_slot.get(record.slot)
+        if old is not None:
+            if old.order >= record.order:
+                return False
+            del self.by_id[old.id]
+        self.by_slot[record.slot] = record
+        self.by_id[record.id] = record
+        self._next += 1
         self._snapshot = None
+        return True
 
     async def certificates(self) -> list[bytes]:
         return [r.envelope for r in self.by_slot.values() if r.kind == KIND_CERTIFICATE]
 
+    async def latest_seq(self) -> int:
+        return self._next - 1
+
     async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
-        new = [(s, i, t) for s, i, t in self._seq if s > seq and i in self.by_id][:limit]
-        top = new[-1][0] if new else min(seq, self._next - 1)
-        return top, [(i, t) for _, i, t in new]
+        new = [(s, i, t) for s, i, t in self._local if s > seq and i in self.by_id][:limit]
+        return (new[-1][0] if new else seq), [(i, t) for _, i, t in new]

@@ -62,7 +62,7 @@ def decode_record(envelope: bytes) -> SyncRecord:
     signed = decode_envelope(envelope)
     body: CatalogueRecord | Certificate | Revocation
     if signed.kind == KIND_CATALOGUE:
-        _, catalogue = decode_catalogue(signed)
+        _, catalogue = decode_catalogue(signed, delegated=True)  # sync.authority judges
         body = catalogue
         slot = catalogue.pid
         ts = catalogue.version.wall_ms

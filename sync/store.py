@@ -19,8 +19,8 @@ class StoreRecords:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def snapshot(self) -> Storage:
-        return await self._store.sync.snapshot()
+    async def snapshot(self, stale_ok_s: float = 0.0) -> Storage:
+        return await self._store.sync.snapshot(stale_ok_s)
 
     async def have(self, ids: Sequence[bytes]) -> set[bytes]:
         return await self._store.sync.have(ids)
@@ -57,19 +57,26 @@ class StoreRecords:
             body = r.body
             if isinstance(body, Certificate):
                 await self._store.membership.put(
-                    r.kind, body.subject.public_key, r.signed.signer, r.envelope, r.item.timestamp
+                    r.kind,
+                    body.subject.public_key,
+                    r.signed.signer,
+                    r.envelope,
+                    r.item.timestamp,
+                    local=False,
                 )
             elif isinstance(body, Revocation):
                 await self._store.membership.put(
-                    r.kind, body.subject, r.signed.signer, r.envelope, r.item.timestamp
+                    r.kind, body.subject, r.signed.signer, r.envelope, r.item.timestamp, local=False
                 )
 
     async def certificates(self) -> list[bytes]:
         return await self._store.membership.envelopes(KIND_CERTIFICATE)
 
+    async def latest_seq(self) -> int:
+        return (await self._store.sync.version())[0]
+
     async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
         items = await self._store.sync.since(seq, limit)
         if not items:
-            top, _ = await self._store.sync.version()
-            return min(seq, top), []
+            return seq, []
         return items[-1].seq, [(i.id, i.ts) for i in items]

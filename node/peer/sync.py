@@ -52,7 +52,12 @@ class CatalogueSync:
         self.store = store
         self.interval_s = interval_s
         network = peering.network
-        self.authority = Authority(network.root_public_key, network.id, network.ark_naan)
+        self.authority = Authority(
+            network.root_public_key,
+            network.id,
+            network.ark_naan,
+            frozenset(network.catalogue_authorities),
+        )
         self.engine = SyncEngine(
             StoreRecords(store),
             self.authority,
@@ -96,7 +101,8 @@ class CatalogueSync:
     async def _connected(self, admitted: Admitted) -> None:
         # The peer's chain was just verified: its certificates join the set (no gossip: they
         # are old news for everyone else), and the peer is reconciled with first.
-        await self.engine.apply([encode_envelope(c) for c in admitted.chain], None)
+        chain = [encode_envelope(c) for c in admitted.chain]
+        await self.engine.apply(chain, None, gossip=False)
         self.engine.connected(admitted.leaf.subject.node_id)
 
     async def _applied(self, records: Sequence[SyncRecord]) -> None:

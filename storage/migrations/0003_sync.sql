@@ -7,7 +7,8 @@ CREATE TABLE sync_items (
     id   BLOB    NOT NULL UNIQUE,    -- SHA-256 of the signed envelope
     ts   INTEGER NOT NULL,           -- the record's own time, ms (HLC wall, not_before, ...)
     kind TEXT    NOT NULL,
-    ref  TEXT    NOT NULL            -- where the record lives: a pid, or membership kind/subject/signer
+    ref  TEXT    NOT NULL,           -- where the record lives: a pid, or membership kind/subject/signer
+    local INTEGER NOT NULL CHECK (local IN (0, 1))  -- 1: written here (ingest, CLI), not received
 );
 CREATE UNIQUE INDEX sync_items_ref ON sync_items (kind, ref);
 

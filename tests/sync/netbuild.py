@@ -58,6 +58,8 @@ class TestNetwork:
     """Root, then libraries in tier order; `libraries[i].parent` is the index of its parent in
     the gossip tree (the national library for provincial ones)."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
     root: Member
     libraries: list[Library] = field(default_factory=list)
 
