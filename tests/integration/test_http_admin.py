@@ -30,6 +30,8 @@ def bearer(token: str) -> dict[str, str]:
         (STATUS, {"Authorization": "Bearer "}, "unauthorized"),
         (STATUS, bearer("wrong-token-" + "x" * 32), "invalid-token"),
         (STATUS, bearer("令牌"), "invalid-token"),
+        ("/admin/api/v1/sync", {}, "unauthorized"),
+        ("/admin/api/v1/sync", bearer("wrong-token-" + "x" * 32), "invalid-token"),
         ("/admin/api/v1/no-such-route", {}, "unauthorized"),  # routes are not revealed
         ("/", bearer("wrong"), "invalid-token"),
     ],
@@ -105,3 +107,14 @@ async def test_admin_status(
     assert started.tzinfo == dt.UTC
     assert abs((dt.datetime.now(dt.UTC) - started).total_seconds()) < 600
     assert token not in caplog.text
+    assert status["sync"] == {"enabled": False}  # not enrolled: nothing to sync with
+
+
+async def test_admin_sync_when_not_enrolled(
+    http_node: HttpNode, admin_url: str, http: aiohttp.ClientSession
+) -> None:
+    token = http_node.ctx.admin_token
+    async with http.get(admin_url + "/admin/api/v1/sync", headers=bearer(token)) as resp:
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert await resp.json() == {"enabled": False, "peers": []}
