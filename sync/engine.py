@@ -51,6 +51,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+DECODE_SLICE = 64  # records verified between yields to the event loop (~15-30 ms of work)
+APPLY_PIPELINE = 2  # fetched batches applied at once: one decoding, one being written
+
 
 class TransportError(Exception):
     """A peer could not be reached, refused, or answered badly (the transport says which)."""
@@ -238,22 +241,27 @@ class SyncEngine:
         is passed on by gossip unless `gossip` is False (records found by reconciliation: the
         other nodes reconcile too, so pushing them on would mostly repeat what they hold)."""
         result = ApplyResult()
+        # Verifying and decoding need no lock: two batches in a row (a reconciliation's fetches)
+        # overlap, one decoding while the other is written in the database thread. What a
+        # concurrent batch stored meanwhile is found under the lock: an equal order is stale.
+        ids = [record_id(e) for e in envelopes]
+        held_ids = await self.records.have(ids)
+        seen: set[bytes] = set()
+        decoded: list[SyncRecord] = []
+        for n, (envelope, id_) in enumerate(zip(envelopes, ids, strict=True)):
+            if id_ in held_ids or id_ in seen:
+                result.known += 1
+                continue
+            seen.add(id_)
+            try:
+                decoded.append(decode_record(envelope))
+            except ProtocolError as e:
+                self._blame(sender, e.code, e.message)
+                result.rejected += 1
+            if n % DECODE_SLICE == DECODE_SLICE - 1:
+                await asyncio.sleep(0)  # let the node answer requests between slices
+        decoded.sort(key=_apply_rank)
         async with self._apply_lock:
-            ids = [record_id(e) for e in envelopes]
-            held_ids = await self.records.have(ids)
-            seen: set[bytes] = set()
-            decoded: list[SyncRecord] = []
-            for envelope, id_ in zip(envelopes, ids, strict=True):
-                if id_ in held_ids or id_ in seen:
-                    result.known += 1
-                    continue
-                seen.add(id_)
-                try:
-                    decoded.append(decode_record(envelope))
-                except ProtocolError as e:
-                    self._blame(sender, e.code, e.message)
-                    result.rejected += 1
-            decoded.sort(key=_apply_rank)
             held = await self.records.held(decoded)
             accepted: dict[str, SyncRecord] = {}
             pending = decoded
@@ -542,8 +550,27 @@ class SyncEngine:
 
         async def fetcher() -> None:
             nonlocal settled
-            while (batch := await wanted.get()) is not None:
-                settled += await self._fetch_and_apply(peer, batch, gossip=False)
+            # Fetch the next batch while earlier ones are verified and written.
+            slots = asyncio.Semaphore(APPLY_PIPELINE)
+
+            async def apply(envelopes: list[bytes]) -> None:
+                nonlocal settled
+                try:
+                    result = await self.apply(envelopes, peer, gossip=False)
+                    settled += len(result.applied) + result.known + result.stale
+                finally:
+                    slots.release()
+
+            async with asyncio.TaskGroup() as appliers:
+                while (batch := await wanted.get()) is not None:
+                    while batch:
+                        envelopes = await self._fetch(peer, batch)
+                        if not envelopes:
+                            break  # the peer no longer holds them (replaced meanwhile)
+                        got = {record_id(e) for e in envelopes}
+                        batch = [i for i in batch if i not in got] if len(got) < len(batch) else []
+                        await slots.acquire()
+                        appliers.create_task(apply(envelopes))
 
         async with asyncio.TaskGroup() as tg:
             worker = tg.create_task(fetcher())
