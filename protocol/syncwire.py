@@ -42,12 +42,15 @@ def _list(data: bytes, what: str) -> list[object]:
     if len(data) > MAX_BODY_BYTES:
         raise DecodeError(f"{what} larger than {MAX_BODY_BYTES} bytes")
     value = canonical_unpack(data, what)
-    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
+    if not (isinstance(value, list) and len(value) == 2 and type(value[0]) is int):
         raise DecodeError(f"{what} is not [version, list]")
     if value[0] != SYNCWIRE_VERSION:
         raise UnsupportedVersionError(f"{what} version {value[0]} is not supported")
     if not isinstance(value[1], list):
         raise DecodeError(f"{what} is not [version, list]")
+    # One encoding per value, as for records: a body our encoder would not write is refused.
+    if canonical_pack(value) != data:
+        raise DecodeError(f"{what} is not in canonical form")
     return value[1]
 
 

@@ -287,11 +287,11 @@ class Catalogue:
             )
             # Versions learned from elsewhere move this node's clock past them, so its next own
             # version of any record is newer than every version it has seen (HLC receive).
-            foreign = [item.record.version for item in apply if not item.held]
+            foreign = [item.record.version for item in apply if item.record.pid not in local]
             if foreign:
                 await _observe(conn, max(foreign))
-        applied = {item.record.pid for item in apply}
-        return [Outcome(item.record.pid, item.record.pid in applied) for item in items]
+        written = {item.signed.signature for item in apply}
+        return [Outcome(item.record.pid, item.signed.signature in written) for item in items]
 
     async def _existing(
         self, pids: list[str]

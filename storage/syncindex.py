@@ -187,9 +187,9 @@ class SyncIndex:
             ref = membership_ref(kind, bytes(subject), bytes(signer))
             rows.append((hashlib.sha256(envelope).digest(), ts, kind, ref, 0))
         async with self.db.transaction() as conn:
-            await conn.executemany(
+            cursor = await conn.executemany(
                 "INSERT OR IGNORE INTO sync_items (id, ts, kind, ref, local)"
                 " VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
-        return len(rows)
+        return max(cursor.rowcount, 0)  # rows inserted (items already there are ignored)

@@ -33,6 +33,8 @@ from sync.records import SyncRecord
 
 __all__ = ["Authority", "Deferred", "Rejected"]
 
+MAX_CERTIFICATES_PER_KEY = 8
+
 
 class Rejected(ProtocolError):
     """The record breaks an authority rule: it is refused and counted against the sender."""
@@ -52,18 +54,29 @@ class Authority:
     catalogue_authorities: frozenset[str] = frozenset()  # node ids, from the network policy
 
     def __post_init__(self) -> None:
-        self._certificates: dict[bytes, Certificate] = {}  # by subject key, held and accepted
+        # Every accepted certificate, by subject key: a key may hold several (renewed, or
+        # certified again elsewhere), and a verdict must not depend on which arrived last, so
+        # a rule holds if any of them allows it.
+        self._certificates: dict[bytes, dict[bytes, Certificate]] = {}
 
     def certificate(self, subject: bytes) -> Certificate | None:
-        return self._certificates.get(subject)
+        """The subject's newest certificate (by not_before, then serial), if any is held."""
+        held = self._certificates.get(subject)
+        if not held:
+            return None
+        return max(held.values(), key=lambda c: (c.not_before_ms, c.serial))
 
     def __len__(self) -> int:
-        return len(self._certificates)
+        return sum(len(held) for held in self._certificates.values())
 
     def learn(self, record: SyncRecord) -> None:
         """Take a certificate into account once it is stored (or loaded at start)."""
         if isinstance(record.body, Certificate):
-            self._certificates[record.body.subject.public_key] = record.body
+            cert = record.body
+            held = self._certificates.setdefault(cert.subject.public_key, {})
+            held[cert.serial] = cert
+            if len(held) > MAX_CERTIFICATES_PER_KEY:  # keep the newest
+                del held[min(held, key=lambda s: (held[s].not_before_ms, s))]
 
     def judge(self, record: SyncRecord, held_origin: bytes | None) -> None:
         """Raise Rejected or Deferred unless `record` may join the set. `held_origin` is the
@@ -88,18 +101,25 @@ class Authority:
             if cert.issuer == self.root:
                 check_issuer(ROOT, "", cert.subject)
                 return
-            issuer = self._certificates.get(cert.issuer)
-            if issuer is None:
+            issuers = self._certificates.get(cert.issuer)
+            if not issuers:
                 raise Deferred("certificate from an issuer whose own certificate is not held yet")
-            check_issuer(issuer.subject.tier, issuer.subject.region, cert.subject)
+            refusals = []
+            for issuer in issuers.values():
+                try:
+                    check_issuer(issuer.subject.tier, issuer.subject.region, cert.subject)
+                    return
+                except ChainError as e:
+                    refusals.append(e.message)
+            raise ChainError(refusals[0])
         except ChainError as e:
             raise Rejected(f"certificate for {cert.subject.name}: {e.message}") from e
 
     def _judge_catalogue(
         self, record: CatalogueRecord, signer: bytes, held_origin: bytes | None
     ) -> None:
-        origin = self._certificates.get(record.origin)
-        if origin is None:
+        origins = self._certificates.get(record.origin)
+        if not origins:
             raise Deferred("catalogue record from a library whose certificate is not held yet")
         try:
             pid = ark.parse(record.pid)
@@ -107,10 +127,11 @@ class Authority:
             raise Rejected(e.message) from e
         if pid.naan != self.naan:
             raise Rejected(f"{record.pid} is not minted under this network's NAAN {self.naan}")
-        if pid.library_code != origin.subject.code:
+        if all(pid.library_code != c.subject.code for c in origins.values()):
+            origin = max(origins.values(), key=lambda c: (c.not_before_ms, c.serial)).subject
             raise Rejected(
                 f"{record.pid} is minted under library code {pid.library_code!r},"
-                f" but its origin {origin.subject.name} holds code {origin.subject.code!r}"
+                f" but its origin {origin.name} holds code {origin.code!r}"
             )
         if held_origin is not None and held_origin != record.origin:
             raise Rejected(f"{record.pid} belongs to another library")

@@ -83,8 +83,9 @@ class RecordSet(Protocol):
         ...
 
     async def store(self, records: Sequence[SyncRecord]) -> None:
-        """Keep `records` (each newer than what its slot held), replacing older versions, in one
-        transaction."""
+        """Keep `records` (each newer than what its slot held), replacing older versions; each
+        record whole or not at all (records are independent: a batch cut short by a crash
+        is finished by the next round)."""
         ...
 
     async def certificates(self) -> list[bytes]:
@@ -161,6 +162,18 @@ class ApplyResult:
     stale: int = 0  # an equal or newer version of the slot was held
     deferred: int = 0  # waiting for a certificate
     rejected: int = 0
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first TransportError or ProtocolError in a (nested) exception group, else the group."""
+    for error in group.exceptions:
+        if isinstance(error, TransportError | ProtocolError):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            found = _first_error(error)
+            if found is not error:
+                return found
+    return group
 
 
 def _apply_rank(record: SyncRecord) -> tuple[int, int]:
@@ -572,9 +585,9 @@ class SyncEngine:
                         await slots.acquire()
                         appliers.create_task(apply(envelopes))
 
-        async with asyncio.TaskGroup() as tg:
-            worker = tg.create_task(fetcher())
-            try:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(fetcher())
                 message: bytes | None = initiator.initiate()
                 stats.round_trips = 0
                 pending: list[bytes] = []
@@ -600,9 +613,10 @@ class SyncEngine:
                         await wanted.put(batch)
                     message = step.reply
                 await wanted.put(None)
-            except BaseException:
-                worker.cancel()
-                raise
+        except BaseExceptionGroup as group:
+            # A TaskGroup reports its tasks' failures as a group: the round's own error (a
+            # peer unreachable, a bad message) is what the caller records.
+            raise _first_error(group) from group
         ours = sorted(have)
         for start in range(0, len(ours), self.settings.fetch_batch):
             await self._push_ids(peer, ours[start : start + self.settings.fetch_batch])
@@ -617,7 +631,10 @@ class SyncEngine:
                 self._peer_due.clear()
                 peer = self.next_peer()
                 if peer is not None:
-                    await self.reconcile_with(peer)
+                    try:
+                        await self.reconcile_with(peer)
+                    except Exception:  # a store failure: say so, keep the node serving
+                        log.exception("reconciliation with %s failed", peer)
                 if self._due:
                     continue
                 try:
@@ -635,7 +652,7 @@ class SyncEngine:
                 pass
             try:
                 await self.publish_local()
-            except ProtocolError as e:
-                log.error("reading new local records failed: %s", e.message)
-            await self.flush()
+                await self.flush()
+            except Exception:  # a store failure: say so, keep the node serving
+                log.exception("gossip failed")
             await asyncio.sleep(0.05)  # gather a burst into one message per peer
