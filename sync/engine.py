@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 DECODE_SLICE = 64  # records verified between yields to the event loop (~15-30 ms of work)
 APPLY_PIPELINE = 2  # fetched batches applied at once: one decoding, one being written
+RETRY_SECONDS = 2.0  # after an interrupted reconciliation, the next one starts this soon
 
 
 class TransportError(Exception):
@@ -630,15 +631,18 @@ class SyncEngine:
             while True:
                 self._peer_due.clear()
                 peer = self.next_peer()
+                wait = interval_s
                 if peer is not None:
                     try:
-                        await self.reconcile_with(peer)
+                        stats = await self.reconcile_with(peer)
+                        if stats.last_result == "interrupted":
+                            wait = min(interval_s, RETRY_SECONDS)  # try the next peer soon
                     except Exception:  # a store failure: say so, keep the node serving
                         log.exception("reconciliation with %s failed", peer)
                 if self._due:
                     continue
                 try:
-                    async with asyncio.timeout(interval_s):
+                    async with asyncio.timeout(wait):
                         await self._peer_due.wait()
                 except TimeoutError:
                     pass

@@ -16,6 +16,13 @@ and (c) runs both ways and the table shows the costlier; the notes give both, an
 sessions under the largest frame limit a peer may choose (round trips beyond the first few are
 mostly messages cut at the default 60,000 B frame).
 
+    (e) gossip: one new record written at a county library of a 3,000-node four-tier network
+        (1 national, 35 provincial, 400 municipal, 2,564 county), every node running the real
+        SyncEngine in the simulator (tests/sim): rounds until every node holds it and messages
+        per node (push, offer, fetch, reconcile requests), without loss and with 1 % of
+        messages lost (then anti-entropy every few rounds finds what gossip dropped). Baselines
+        in the same run: push along the tree alone, and (full mode) anti-entropy alone.
+
 Baselines measured in the same run: the bytes of a naive exchange (one side's sorted id list as
 one msgpack array of bin 32: 34 B × N + 5 B), and the CPU time of SHA-256 over the N ids (what
 hashing the whole id list once would cost).
@@ -26,7 +33,9 @@ hashing the whole id list once would cost).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import random
 import sys
 import time
 from dataclasses import dataclass
@@ -39,9 +48,15 @@ from protocol.reconcile import (
     Reconciler,
     SortedItems,
 )
+from protocol.records import encode_envelope
+from sync.authority import Authority
+from sync.engine import SyncSettings
+from sync.records import decode_record, record_id
 from tests.bench.common import REPO, Figure, Measure, fmt, log, machine_info, median
+from tests.sim.simnet import SimNet, build_network
+from tests.sync.netbuild import NAAN, TestNetwork, catalogue_record
 
-__all__ = ["main", "run_sync"]
+__all__ = ["main", "run_gossip", "run_sync"]
 
 T0 = 1_700_000_000_000  # HLC wall time of the newest record, ms
 SPACING_MS = 30_000
@@ -221,6 +236,223 @@ def run_sync(quick: bool, runs: int) -> list[Figure]:
         " over an in-memory SortedItems; bytes = every message both ways; CPU = process time"
         f" of both sides divided by round trips, median of {max(runs, 1)}; frame limit"
         f" {DEFAULT_FRAME_SIZE_LIMIT:,} B; records {SPACING_MS // 1000} s apart"
+    )
+    return figures + run_gossip(quick, runs)
+
+
+# --- (e) gossip over a 3,000-node network, in the simulator ------------------------------------
+
+GOSSIP_TIERS = (35, 400, 2_564)  # provincial, municipal, county libraries under the national one
+GOSSIP_OTHERS = 8  # peers outside the tree each node knows; `random_fanout` of them get offers
+GOSSIP_LOSS = 0.01
+LOSSY_ANTI_ENTROPY_EVERY = 10  # rounds; each round of it, every node reconciles with one peer
+GOSSIP_MAX_ROUNDS = 80
+TARGET_ROUNDS = 12
+TARGET_MESSAGES = 3.0
+KINDS = ("push", "offer", "fetch", "reconcile")
+
+
+@dataclass
+class Spread:
+    """One record's spread in one trial; per-node figures are totals over all nodes / N."""
+
+    rounds: int | None  # until every node held it; None: not within GOSSIP_MAX_ROUNDS
+    messages: float  # requests per node, until the network fell quiet
+    bytes: float  # request and answer bodies per node
+    kinds: dict[str, float]  # messages per node by kind
+    before_anti_entropy: float  # share of nodes holding it when anti-entropy first ran
+
+
+def _gossip_authority(net: TestNetwork) -> Authority:
+    """One Authority for every node, holding every library's certificate. (e) measures how one
+    new record spreads, not how certificates do (they travel like any record, which tests/sim
+    covers); 3,000 nodes each verifying 3,000 certificates would be 9 million decodes."""
+    authority = Authority(net.root.public_key, net.network, NAAN)
+    for lib in net.libraries:
+        authority.learn(decode_record(encode_envelope(lib.member.chain[0])))
+    return authority
+
+
+async def _spread(
+    net: TestNetwork,
+    authority: Authority,
+    origin: int,
+    seed: int,
+    *,
+    settings: SyncSettings | None = None,
+    loss: float = 0.0,
+    anti_entropy_every: int = 0,
+) -> Spread:
+    sim = SimNet(net, seed=seed, others=GOSSIP_OTHERS, settings=settings, authority=authority)
+    await sim.start(certificates=False)  # empty stores; the Authority knows every library
+    sim.set_loss(loss)
+    envelope = catalogue_record(net.libraries[origin], sim.now, rng=random.Random(seed))
+    await sim.write(origin, envelope)
+    wanted, n = record_id(envelope), len(sim.nodes)
+    rounds: int | None = None
+    before: float | None = None
+    while sim.round < GOSSIP_MAX_ROUNDS:
+        due = anti_entropy_every > 0 and (sim.round + 1) % anti_entropy_every == 0
+        anti_entropy = due and rounds is None  # none once every node holds it
+        if anti_entropy and before is None:
+            before = sim.holders(wanted) / n
+        sent = sim.messages()
+        await sim.step(anti_entropy=anti_entropy)
+        if rounds is None and sim.holders(wanted) == n:
+            rounds = sim.round
+        # Count until the network is quiet: what is sent after 100 % is part of the cost.
+        if rounds is not None and sim.in_flight() == 0 and sim.messages() == sent:
+            break
+    kinds = {k: sum(getattr(node.traffic, k) for node in sim.nodes) / n for k in KINDS}
+    return Spread(
+        rounds, sim.messages() / n, sim.bytes() / n, kinds, 1.0 if before is None else before
+    )
+
+
+def _trials(
+    name: str,
+    net: TestNetwork,
+    authority: Authority,
+    origins: list[int],
+    *,
+    settings: SyncSettings | None = None,
+    loss: float = 0.0,
+    anti_entropy_every: int = 0,
+) -> list[Spread]:
+    out = []
+    for seed, origin in enumerate(origins, start=1):
+        one = asyncio.run(
+            _spread(
+                net,
+                authority,
+                origin,
+                seed,
+                settings=settings,
+                loss=loss,
+                anti_entropy_every=anti_entropy_every,
+            )
+        )
+        out.append(one)
+        log(
+            f"sync (e) {name}, trial {seed}: {one.rounds} rounds, {one.messages:.2f} messages"
+            f" and {one.bytes:,.0f} B per node"
+        )
+    return out
+
+
+def _rounds(spreads: list[Spread]) -> tuple[float, ...]:
+    return tuple(float(GOSSIP_MAX_ROUNDS if s.rounds is None else s.rounds) for s in spreads)
+
+
+def _whole(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) else fmt(value)
+
+
+def run_gossip(quick: bool, runs: int) -> list[Figure]:
+    """(e): one new record spreading over a 3,000-node four-tier network."""
+    trials = 2 if quick else max(runs, 5)
+    started = time.perf_counter()
+    provincial, municipal, county = GOSSIP_TIERS
+    log(f"sync (e): building a network of {1 + sum(GOSSIP_TIERS):,} libraries")
+    net = build_network(provincial, municipal, county)
+    authority = _gossip_authority(net)
+    counties = [i for i, lib in enumerate(net.libraries) if lib.tier == "county"]
+    # Origins spread over the network: each trial a different county (and seed).
+    origins = [counties[(2 * k + 1) * len(counties) // (2 * trials)] for k in range(trials)]
+    n = len(net.libraries)
+
+    gossip = _trials("gossip", net, authority, origins)
+    lossy = _trials(
+        f"gossip, {GOSSIP_LOSS:.0%} loss",
+        net,
+        authority,
+        origins,
+        loss=GOSSIP_LOSS,
+        anti_entropy_every=LOSSY_ANTI_ENTROPY_EVERY,
+    )
+    tree = _trials(
+        "tree push only", net, authority, origins, settings=SyncSettings(random_fanout=0)
+    )
+    # Anti-entropy alone: a negative gossip age makes every record too old to gossip, and each
+    # node reconciles with its next peer every round. Slow to simulate (3,000 reconciliations
+    # a round), so full mode only, two trials.
+    alone = (
+        []
+        if quick
+        else _trials(
+            "anti-entropy only",
+            net,
+            authority,
+            origins[:2],
+            settings=SyncSettings(gossip_max_age_ms=-1),
+            anti_entropy_every=1,
+        )
+    )
+
+    def baselines() -> list[Measure]:
+        out = [
+            Measure("tree push only", "rounds", _rounds(tree), "random_fanout 0"),
+            Measure("tree push only", "messages per node", tuple(s.messages for s in tree)),
+        ]
+        if alone:
+            out += [
+                Measure("anti-entropy only", "rounds", _rounds(alone), "every round"),
+                Measure("anti-entropy only", "messages per node", tuple(s.messages for s in alone)),
+            ]
+        return out
+
+    def figure(name: str, spreads: list[Spread], extra: str) -> Figure:
+        rounds = median(_rounds(spreads))
+        messages = median([s.messages for s in spreads])
+        per_node = median([s.bytes for s in spreads])
+        reached = all(s.rounds is not None for s in spreads)
+        ratios = [("messages/tree only", messages / median([s.messages for s in tree]))]
+        if alone:
+            ratios.append(("rounds/anti-entropy only", rounds / median(_rounds(alone))))
+        kinds = ", ".join(f"{k} {median([s.kinds[k] for s in spreads]):.2f}" for k in KINDS)
+        return Figure(
+            benchmark=f"sync (e): one new record to {n:,} nodes, {name}",
+            figure=Measure("rounds to 100 %", "rounds", _rounds(spreads)),
+            shown=(
+                f"{_whole(rounds)} rounds to 100 %\n{fmt(messages)} messages per node per"
+                f" record\n{fmt(per_node)} B per node\nmedian of {len(spreads)}"
+                f" ({_whole(min(_rounds(spreads)))}–{_whole(max(_rounds(spreads)))} rounds)"
+            ),
+            baselines=baselines(),
+            ratios=ratios,
+            target=f"≤ {TARGET_ROUNDS} rounds, ≤ {TARGET_MESSAGES:.0f} messages per node",
+            met=reached and rounds <= TARGET_ROUNDS and messages <= TARGET_MESSAGES,
+            notes=[
+                f"messages per node by kind: {kinds}; rounds per trial:"
+                f" {', '.join(str(s.rounds) for s in spreads)}{extra}"
+            ],
+        )
+
+    figures = [
+        figure("no loss", gossip, ""),
+        figure(
+            f"{GOSSIP_LOSS:.0%} of messages lost",
+            lossy,
+            f"; anti-entropy every {LOSSY_ANTI_ENTROPY_EVERY} rounds until 100 %, gossip alone"
+            f" had reached {fmt(100 * median([s.before_anti_entropy for s in lossy]))} % of"
+            " nodes by then (median); each anti-entropy round costs every node one"
+            " reconciliation, which in a real network serves every record written since the"
+            " last, not this one alone",
+        ),
+    ]
+    figures[0].notes.append(
+        f"simulator (tests/sim/simnet.py), real SyncEngine and MemoryRecords per node, one"
+        f" process: national, {provincial} provincial, {municipal:,} municipal, {county:,}"
+        " county libraries (municipal ones spread evenly over provinces, counties over"
+        f" municipal ones); each node knows its tree neighbours and {GOSSIP_OTHERS} random other"
+        f" peers, random_fanout {SyncSettings().random_fanout}; a message sent in one round is"
+        " handled in the next, fetch and reconcile complete within a round; one county writes"
+        f" one record per trial ({trials} trials, different county and seed each); messages ="
+        " push, offer, fetch and reconcile requests of all nodes until the network is quiet,"
+        " divided by the number of nodes; bytes = their bodies and the answers; all nodes"
+        " share one Authority that already holds every certificate (certificate spread is not"
+        f" measured here); {time.perf_counter() - started:.0f} s in all"
+        + ("" if alone else "; quick mode: no anti-entropy-only baseline")
     )
     return figures
 

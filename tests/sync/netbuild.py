@@ -83,7 +83,9 @@ class TestNetwork:
         net = cls(root)
         nid = net.network
 
-        def add(issuer: Member, name: str, code: str, tier: str, region: str, parent: int | None):
+        def add(
+            issuer: Member, name: str, code: str, tier: str, region: str, parent: int | None
+        ) -> int:
             key = _key(f"{seed}/{name}".encode())
             member = certify(
                 issuer, key, nid, name=name, code=code, tier=tier, region=region,
