@@ -77,6 +77,7 @@ MAX_NONCES_PER_CALLER = 25_000
 MAX_SESSIONS = 4_096
 REPLAY_WINDOW = 4_096  # request numbers a session request may lag behind the highest seen
 SESSION_SECONDS = 3_600.0  # a hello every hello_interval renews it long before
+SESSION_GRACE_SECONDS = 30.0  # a replaced session still serves requests already in flight
 MAX_CALLERS_TRACKED = 4_096
 MSGPACK = "application/msgpack"
 FIRST_CONTACT_PATH = "/peer/v1/hello"  # the one route a request for "any receiver" may use
@@ -179,7 +180,7 @@ class Rejections:
         return sum(self.by_caller.get(caller, Counter()).values())
 
 
-@dataclass(frozen=True)
+@dataclass
 class Session:
     key: httpsig.SessionKey
     node_id: str  # the peer the session was made with, by a hello both signed
@@ -231,18 +232,30 @@ class SessionTable:
         self.limit, self.lifetime = limit, lifetime
         self._by_id: OrderedDict[str, Session] = OrderedDict()
         self._by_node: dict[str, str] = {}  # node id → its current session id
+        self._previous: dict[str, str] = {}  # node id → the session its current one replaced
 
     def add(self, key: httpsig.SessionKey, node_id: str, now: float) -> Session:
-        """The session a hello made with `node_id`; it replaces that node's previous one, so
-        no member can hold more than one (and push other members' sessions out)."""
+        """The session a hello made with `node_id`. It replaces that node's previous one, which
+        stays valid for SESSION_GRACE_SECONDS only, for requests already in flight under it; an
+        older one goes. So no member holds more than two (nor pushes others' sessions out)."""
+        older = self._previous.pop(node_id, None)
+        if older is not None:
+            self._by_id.pop(older, None)
         previous = self._by_node.get(node_id)
-        if previous is not None:
-            self._by_id.pop(previous, None)
+        if previous is not None and previous in self._by_id:
+            held = self._by_id[previous]
+            held.expires = min(held.expires, now + SESSION_GRACE_SECONDS)
+            self._previous[node_id] = previous
         session = Session(key, node_id, now + self.lifetime)
         self._by_node[node_id] = key.id
         self._by_id[key.id] = session
         self._by_id.move_to_end(key.id)
         while len(self._by_id) > self.limit:
+            # Sessions kept only for their grace period go first, then the least recent.
+            if self._previous:
+                node = next(iter(self._previous))
+                self._by_id.pop(self._previous.pop(node), None)
+                continue
             _, dropped = self._by_id.popitem(last=False)  # it falls back to Ed25519 + hello
             if self._by_node.get(dropped.node_id) == dropped.key.id:
                 del self._by_node[dropped.node_id]
@@ -254,6 +267,8 @@ class SessionTable:
             del self._by_id[session_id]
             if self._by_node.get(session.node_id) == session_id:
                 del self._by_node[session.node_id]
+            if self._previous.get(session.node_id) == session_id:
+                del self._previous[session.node_id]
             return None
         return session
 

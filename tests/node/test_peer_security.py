@@ -34,7 +34,7 @@ from node.enrolment import (
 from node.network import NetworkDescription
 from node.peer.client import PeerClient, PeerRefusedError
 from node.peer.membership import MAX_PENDING_REVOCATIONS, MembershipView
-from node.peer.server import NonceCache, PeerProblem, SessionTable
+from node.peer.server import SESSION_GRACE_SECONDS, NonceCache, PeerProblem, SessionTable
 from protocol import httpsig
 from protocol.errors import RevokedError
 from protocol.identity import public_key_bytes
@@ -243,14 +243,21 @@ def session_key() -> httpsig.SessionKey:
 
 
 def test_a_new_session_replaces_the_nodes_previous_one() -> None:
-    table = SessionTable(limit=3, lifetime=3_600)
-    first, other, second = session_key(), session_key(), session_key()
+    table = SessionTable(limit=4, lifetime=3_600)
+    first, other, second, third = session_key(), session_key(), session_key(), session_key()
     table.add(first, "a", 0.0)
     table.add(other, "b", 0.0)
     session = table.add(second, "a", 1.0)
-    assert table.get(first.id, 2.0) is None
+    # The replaced session still serves requests in flight, for a grace period only.
+    assert table.get(first.id, 2.0) is not None
+    assert table.get(first.id, 1.0 + SESSION_GRACE_SECONDS) is None
     assert table.get(second.id, 2.0) is session
     assert table.get(other.id, 2.0) is not None
+    # A node holds at most two: a third hello drops the first at once.
+    table.add(first, "a", 3.0)
+    table.add(third, "a", 4.0)
+    assert table.get(first.id, 5.0) is not None  # now the previous one
+    assert table.get(second.id, 5.0) is None
 
 
 def test_one_node_cannot_push_out_other_sessions() -> None:
