@@ -341,7 +341,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
             version = await store.catalogue.next_version(int(time.time() * 1000))
             tombstone = CatalogueRecord(pid, identity.public_key, version, deleted=True)
             signed = sign_catalogue(tombstone, identity.key)
-            await store.catalogue.put([StoredRecord(signed, tombstone)])
+            (outcome,) = await store.catalogue.put([StoredRecord(signed, tombstone)])
+            if not outcome.applied:
+                return f"{pid} is already deleted"  # withdrawn meanwhile, from elsewhere
             return f"deleted {pid} ({record.title}); the deletion spreads to the network"
 
     _out(with_store(config, go))

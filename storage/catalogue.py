@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.hlc import Hlc, tick
+from protocol.hlc import MAX_WALL_MS, Hlc, tick
 from protocol.records import (
     KIND_CATALOGUE,
     CatalogueRecord,
@@ -128,9 +128,24 @@ def _fts_columns(record: CatalogueRecord) -> tuple[str, str, str, str]:
     return text("title"), text("creator"), text("subject"), text("description")
 
 
-def _order(record: CatalogueRecord) -> tuple[Hlc, bytes]:
-    # Newer HLC wins; equal clocks are broken by origin key so every node picks the same.
-    return (record.version, record.origin)
+# Which version of a pid is kept: a deletion first (a withdrawn pid stays withdrawn), then the
+# newest HLC version, then origin and record id, so two different records never tie and every
+# node keeps the same one (sync.records.catalogue_order is the same order).
+CatalogueOrder = tuple[int, int, int, bytes, bytes]
+
+
+def _order(record: CatalogueRecord, envelope: bytes) -> CatalogueOrder:
+    return (
+        int(record.deleted),
+        record.version.wall_ms,
+        record.version.counter,
+        record.origin,
+        hashlib.sha256(envelope).digest(),
+    )
+
+
+def _item_order(item: StoredRecord) -> CatalogueOrder:
+    return _order(item.record, encode_envelope(item.signed))
 
 
 def _batches(items: list[Any], size: int = 500) -> list[list[Any]]:
@@ -164,7 +179,15 @@ def _chunk_counts(record: CatalogueRecord) -> dict[bytes, int]:
     return {c.digest: c.size for f in record.files for c in f.chunks}
 
 
+# A version from elsewhere moves this node's clock at most this far past its own wall clock: a
+# record dated far ahead (a peer's broken clock, or malice) must not drag every later version of
+# this node along with it.
+MAX_CLOCK_LEAD_MS = 3_600_000
+
+
 async def _observe(conn: Any, seen: Hlc) -> None:
+    ceiling = Hlc(min(int(time.time() * 1000) + MAX_CLOCK_LEAD_MS, MAX_WALL_MS))
+    seen = min(seen, ceiling)
     async with conn.execute("SELECT wall_ms, counter FROM clock WHERE id = 1") as cur:
         row = await cur.fetchone()
     if row is None or Hlc(row[0], row[1]) < seen:
@@ -187,7 +210,7 @@ class Catalogue:
         newest: dict[str, StoredRecord] = {}
         for item in items:
             held = newest.get(item.record.pid)
-            if held is None or _order(item.record) > _order(held.record):
+            if held is None or _item_order(item) > _item_order(held):
                 newest[item.record.pid] = item
         # Written here (ingest, deletion), as opposed to received: catalogue sync tells its
         # neighbours about these itself (`SyncIndex.since`).
@@ -201,7 +224,7 @@ class Catalogue:
                 old = existing.get(pid)
                 if old is not None:
                     old_id, old_order, old_envelope, old_held = old
-                    if old_order >= _order(item.record):
+                    if old_order >= _item_order(item):
                         continue
                     replaced_ids.append(old_id)
                     if old_held:
@@ -295,26 +318,29 @@ class Catalogue:
 
     async def _existing(
         self, pids: list[str]
-    ) -> dict[str, tuple[int, tuple[Hlc, bytes], bytes, bool]]:
+    ) -> dict[str, tuple[int, CatalogueOrder, bytes, bool]]:
         out = {}
         for batch in _batches(pids):
             async with self.db.conn.execute(
-                "SELECT pid, id, hlc_wall, hlc_counter, origin, envelope, held FROM records"
-                f" WHERE pid IN ({','.join('?' * len(batch))})",
+                "SELECT pid, id, deleted, hlc_wall, hlc_counter, origin, envelope, held"
+                f" FROM records WHERE pid IN ({','.join('?' * len(batch))})",
                 batch,
             ) as cur:
-                for pid, id_, wall, counter, origin, envelope, held in await cur.fetchall():
-                    out[pid] = (
-                        id_,
-                        (Hlc(wall, counter), bytes(origin)),
-                        bytes(envelope),
-                        bool(held),
+                for pid, id_, deleted, wall, counter, origin, env, held in await cur.fetchall():
+                    envelope = bytes(env)
+                    order = (
+                        int(deleted),
+                        int(wall),
+                        int(counter),
+                        bytes(origin),
+                        hashlib.sha256(envelope).digest(),
                     )
+                    out[pid] = (id_, order, envelope, bool(held))
         return out
 
     @translate_errors
-    async def versions(self, pids: Sequence[str]) -> dict[str, tuple[Hlc, bytes]]:
-        """pid → (version, origin) of the records held for `pids`."""
+    async def versions(self, pids: Sequence[str]) -> dict[str, CatalogueOrder]:
+        """pid → order (deleted, wall, counter, origin, record id) of the records held."""
         return {pid: row[1] for pid, row in (await self._existing(list(pids))).items()}
 
     @translate_errors

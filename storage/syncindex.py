@@ -18,7 +18,7 @@ from protocol.membership import (
     decode_certificate,
     decode_revocation,
 )
-from protocol.reconcile import Item, SortedItems
+from protocol.reconcile import SortedItems
 from protocol.records import KIND_CATALOGUE, decode_envelope
 from storage.database import Database, translate_errors
 from storage.membership import membership_ref
@@ -71,15 +71,16 @@ class SyncIndex:
                 return self._snapshot[1]
             version = await self.version()
             if self._snapshot is None or self._snapshot[0] != version:
-                items = await self._all_items()
-                self._snapshot = (version, await asyncio.to_thread(SortedItems, items))
+                keys = await self._all_keys()
+                self._snapshot = (version, await asyncio.to_thread(SortedItems.of_keys, keys))
             self._built = now
             return self._snapshot[1]
 
     @translate_errors
-    async def _all_items(self) -> list[Item]:
+    async def _all_keys(self) -> list[tuple[int, bytes]]:
         async with self.db.conn.execute("SELECT ts, id FROM sync_items") as cur:
-            return [Item(int(ts), bytes(id_)) for ts, id_ in await cur.fetchall()]
+            rows: list[tuple[int, bytes]] = list(await cur.fetchall())  # type: ignore[arg-type]
+            return rows
 
     @translate_errors
     async def have(self, ids: Sequence[bytes]) -> set[bytes]:

@@ -1,7 +1,9 @@
-"""Decisions and background work between nodes: gossip, anti-entropy, placement, transfers.
+"""Decisions and background work between nodes.
 
-Empty until catalogue sync (issue 4) and replication (issue 5) land; the package exists so the
-layering (protocol ← storage ← sync ← node) is fixed from the start.
+Catalogue sync (issue 4): `records` (what a synced record is), `authority` (who may write
+what), `engine` (push gossip and anti-entropy over two protocols, a record set and a transport),
+`store` and `memory` (record sets over a node's store and in memory). Replication (placement,
+transfers) comes next.
 """
 
 __all__: list[str] = []

@@ -29,11 +29,11 @@ from protocol.errors import ChainError, IdentifierError, ProtocolError
 from protocol.identity import node_id
 from protocol.membership import ROOT, Certificate, Revocation, check_issuer
 from protocol.records import CatalogueRecord
-from sync.records import SyncRecord
+from sync.records import Order, SyncRecord
 
 __all__ = ["Authority", "Deferred", "Rejected"]
 
-MAX_CERTIFICATES_PER_KEY = 8
+ISSUING_TIERS = ("provincial", "municipal")
 
 
 class Rejected(ProtocolError):
@@ -43,7 +43,11 @@ class Rejected(ProtocolError):
 
 
 class Deferred(Exception):
-    """The record waits for a certificate this node does not hold yet."""
+    """The record waits for the certificate of `awaiting` (a public key), not held yet."""
+
+    def __init__(self, message: str, awaiting: bytes) -> None:
+        super().__init__(message)
+        self.awaiting = awaiting
 
 
 @dataclass
@@ -54,17 +58,19 @@ class Authority:
     catalogue_authorities: frozenset[str] = frozenset()  # node ids, from the network policy
 
     def __post_init__(self) -> None:
-        # Every accepted certificate, by subject key: a key may hold several (renewed, or
-        # certified again elsewhere), and a verdict must not depend on which arrived last, so
-        # a rule holds if any of them allows it.
-        self._certificates: dict[bytes, dict[bytes, Certificate]] = {}
+        # The certificates of the set, as the set holds them: by subject key, then issuer key
+        # (one slot each, the greater order kept), so verdicts follow the set alone, not what
+        # this node saw before. A key may hold several (renewed by another issuer, or certified
+        # again elsewhere): a rule holds if any of them allows it.
+        self._certificates: dict[bytes, dict[bytes, tuple[Order, Certificate]]] = {}
+
+    def _held(self, subject: bytes) -> list[Certificate]:
+        return [cert for _, cert in self._certificates.get(subject, {}).values()]
 
     def certificate(self, subject: bytes) -> Certificate | None:
         """The subject's newest certificate (by not_before, then serial), if any is held."""
-        held = self._certificates.get(subject)
-        if not held:
-            return None
-        return max(held.values(), key=lambda c: (c.not_before_ms, c.serial))
+        held = self._held(subject)
+        return max(held, key=lambda c: (c.not_before_ms, c.serial)) if held else None
 
     def __len__(self) -> int:
         return sum(len(held) for held in self._certificates.values())
@@ -73,10 +79,10 @@ class Authority:
         """Take a certificate into account once it is stored (or loaded at start)."""
         if isinstance(record.body, Certificate):
             cert = record.body
-            held = self._certificates.setdefault(cert.subject.public_key, {})
-            held[cert.serial] = cert
-            if len(held) > MAX_CERTIFICATES_PER_KEY:  # keep the newest
-                del held[min(held, key=lambda s: (held[s].not_before_ms, s))]
+            slots = self._certificates.setdefault(cert.subject.public_key, {})
+            current = slots.get(cert.issuer)
+            if current is None or current[0] < record.order:
+                slots[cert.issuer] = (record.order, cert)
 
     def judge(self, record: SyncRecord, held_origin: bytes | None) -> None:
         """Raise Rejected or Deferred unless `record` may join the set. `held_origin` is the
@@ -87,8 +93,14 @@ class Authority:
         elif isinstance(body, Revocation):
             if body.network != self.network:
                 raise Rejected("a revocation of another network")
-            if body.issuer != self.root and body.issuer not in self._certificates:
-                raise Deferred("revocation by a node whose certificate is not held yet")
+            if body.issuer != self.root:
+                issuer = self._held(body.issuer)
+                if not issuer:
+                    raise Deferred("revocation by a node not certified yet", body.issuer)
+                # Only nodes that issue certificates revoke: a county's revocations would be
+                # a free way to fill every node's set.
+                if all(c.subject.tier not in ISSUING_TIERS for c in issuer):
+                    raise Rejected("a revocation signed by a node that issues no certificates")
         elif isinstance(body, CatalogueRecord):
             self._judge_catalogue(body, record.signed.signer, held_origin)
         else:  # pragma: no cover - decode_record builds no other
@@ -101,11 +113,11 @@ class Authority:
             if cert.issuer == self.root:
                 check_issuer(ROOT, "", cert.subject)
                 return
-            issuers = self._certificates.get(cert.issuer)
+            issuers = self._held(cert.issuer)
             if not issuers:
-                raise Deferred("certificate from an issuer whose own certificate is not held yet")
+                raise Deferred("certificate from an issuer not certified yet", cert.issuer)
             refusals = []
-            for issuer in issuers.values():
+            for issuer in issuers:
                 try:
                     check_issuer(issuer.subject.tier, issuer.subject.region, cert.subject)
                     return
@@ -118,21 +130,26 @@ class Authority:
     def _judge_catalogue(
         self, record: CatalogueRecord, signer: bytes, held_origin: bytes | None
     ) -> None:
-        origins = self._certificates.get(record.origin)
+        origins = self._held(record.origin)
         if not origins:
-            raise Deferred("catalogue record from a library whose certificate is not held yet")
+            raise Deferred("catalogue record from a library not certified yet", record.origin)
         try:
             pid = ark.parse(record.pid)
         except IdentifierError as e:  # pragma: no cover - the record's own check ran first
             raise Rejected(e.message) from e
         if pid.naan != self.naan:
             raise Rejected(f"{record.pid} is not minted under this network's NAAN {self.naan}")
-        if all(pid.library_code != c.subject.code for c in origins.values()):
-            origin = max(origins.values(), key=lambda c: (c.not_before_ms, c.serial)).subject
+        if all(pid.library_code != c.subject.code for c in origins):
+            origin = max(origins, key=lambda c: (c.not_before_ms, c.serial)).subject
             raise Rejected(
                 f"{record.pid} is minted under library code {pid.library_code!r},"
                 f" but its origin {origin.name} holds code {origin.code!r}"
             )
+        latest = max(c.not_after_ms for c in origins)
+        if record.version.wall_ms > latest:
+            # Versions are dated by their library's clock: none can be later than the end of
+            # the library's certificate (a far-future version would outrank all honest ones).
+            raise Rejected(f"{record.pid} has a version dated after its library's certificate")
         if held_origin is not None and held_origin != record.origin:
             raise Rejected(f"{record.pid} belongs to another library")
         if signer != record.origin:
@@ -141,5 +158,5 @@ class Authority:
                     f"{record.pid} is signed by node {node_id(signer)}, neither its library nor"
                     " a catalogue authority of the network policy"
                 )
-            if signer not in self._certificates:
-                raise Deferred("catalogue authority whose certificate is not held yet")
+            if not self._held(signer):
+                raise Deferred("catalogue authority not certified yet", signer)

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from protocol.errors import ProtocolError
-from protocol.membership import KIND_REVOCATION, TIERS, Certificate
+from protocol.membership import KIND_CERTIFICATE, KIND_REVOCATION, TIERS, Certificate
 from protocol.reconcile import DEFAULT_FRAME_SIZE_LIMIT, Reconciler, Storage
 from protocol.syncwire import MAX_BATCH_BYTES, MAX_IDS
 from sync.authority import Authority, Deferred, Rejected
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 DECODE_SLICE = 64  # records verified between yields to the event loop (~15-30 ms of work)
 APPLY_PIPELINE = 2  # fetched batches applied at once: one decoding, one being written
 RETRY_SECONDS = 2.0  # after an interrupted reconciliation, the next one starts this soon
+MIN_UNSERVED_CLAIM = 64  # a fetch of this many claimed ids answered with none: misbehaviour
+MAX_DEFERRED_BYTES = 8 << 20  # records kept waiting for a certificate, at most
 
 
 class TransportError(Exception):
@@ -97,8 +99,8 @@ class RecordSet(Protocol):
         """The sequence number of the newest item (where `new_since` starts after a restart)."""
         ...
 
-    async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
-        """(sequence number reached, [(id, ts)]) of items written to the store directly after
+    async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int, str]]]:
+        """(sequence number reached, [(id, ts, kind)]) of items written to the store directly after
         `seq` — by ingest or the CLI, not through `store` — oldest first."""
         ...
 
@@ -128,7 +130,10 @@ class SyncSettings:
     gossip_max_age_ms: int = 600_000  # older records arriving are anti-entropy's business
     queue_limit: int = 4_096  # ids queued per peer for push, offer or pull; beyond: dropped
     frame_size_limit: int = DEFAULT_FRAME_SIZE_LIMIT
-    max_round_trips: int = 100_000  # a reconciliation longer than this is abandoned
+    # A reconciliation longer than this is abandoned: 4,096 messages of 60 KB name ~7 million
+    # ids, more than any catalogue difference a round has to settle.
+    max_round_trips: int = 4_096
+    round_timeout_s: float = 3_600.0  # a round (exchange, fetches, pushes) ends by then
     responder_staleness_s: float = 2.0  # how old a set a responder may answer from
 
 
@@ -217,7 +222,10 @@ class SyncEngine:
         self._queued_pulls: set[bytes] = set()
         # Records waiting for a certificate (a gossiped record can arrive before its origin's
         # certificate): retried when certificates are applied, else left to anti-entropy.
-        self._deferred: OrderedDict[bytes, tuple[bytes, str | None]] = OrderedDict()
+        # Bounded by count and bytes; each entry names the key whose certificate it awaits, and
+        # only entries awaiting a key just certified are retried.
+        self._deferred: OrderedDict[bytes, tuple[bytes, str | None, bytes]] = OrderedDict()
+        self._deferred_bytes = 0
         self._seq = 0
         self._due: list[str] = []  # peers to reconcile with first (newly connected)
         self._turn = 0
@@ -279,14 +287,16 @@ class SyncEngine:
             held = await self.records.held(decoded)
             accepted: dict[str, SyncRecord] = {}
             pending = decoded
+            awaiting: dict[bytes, bytes] = {}  # record id → the key it waits for
             while pending:
                 waiting: list[SyncRecord] = []
                 for record in pending:
                     held_order, held_origin = held.get(record.slot, (None, None))
                     try:
                         self.authority.judge(record, held_origin)
-                    except Deferred:
+                    except Deferred as e:
                         waiting.append(record)
+                        awaiting[record.id] = e.awaiting
                         continue
                     except Rejected as e:
                         self._blame(sender, e.code, e.message)
@@ -309,14 +319,12 @@ class SyncEngine:
                 pending = waiting
             result.deferred = len(pending)
             for record in pending:
-                self._deferred[record.id] = (record.envelope, sender)
-            while len(self._deferred) > self.settings.queue_limit:
-                self._deferred.popitem(last=False)
+                self._defer(record, sender, awaiting[record.id])
             result.applied = list(accepted.values())
             if result.applied:
                 await self.records.store(result.applied)
                 for record in result.applied:
-                    self._deferred.pop(record.id, None)
+                    self._undefer(record.id)
         if sender is not None:
             self.peer(sender).records_received += len(result.applied)
         if result.applied:
@@ -324,15 +332,36 @@ class SyncEngine:
                 await self.on_applied(result.applied)
             if gossip:
                 self._gossip([(r.id, r.item.timestamp) for r in result.applied], exclude=sender)
-            if self._deferred and any(isinstance(r.body, Certificate) for r in result.applied):
-                await self._retry_deferred()
+            certified = {
+                r.body.subject.public_key for r in result.applied if isinstance(r.body, Certificate)
+            }
+            if certified and self._deferred:
+                await self._retry_deferred(certified)
         return result
 
-    async def _retry_deferred(self) -> None:
-        waiting, self._deferred = self._deferred, OrderedDict()
+    def _defer(self, record: SyncRecord, sender: str | None, awaiting: bytes) -> None:
+        if record.id in self._deferred:
+            return
+        self._deferred[record.id] = (record.envelope, sender, awaiting)
+        self._deferred_bytes += len(record.envelope)
+        while (
+            len(self._deferred) > self.settings.queue_limit
+            or self._deferred_bytes > MAX_DEFERRED_BYTES
+        ):
+            self._undefer(next(iter(self._deferred)))
+
+    def _undefer(self, id_: bytes) -> None:
+        entry = self._deferred.pop(id_, None)
+        if entry is not None:
+            self._deferred_bytes -= len(entry[0])
+
+    async def _retry_deferred(self, certified: set[bytes]) -> None:
+        """Apply again the deferred records that waited for one of the `certified` keys."""
         by_sender: dict[str | None, list[bytes]] = {}
-        for envelope, sender in waiting.values():
-            by_sender.setdefault(sender, []).append(envelope)
+        for id_, (envelope, sender, key) in list(self._deferred.items()):
+            if key in certified:
+                self._undefer(id_)
+                by_sender.setdefault(sender, []).append(envelope)
         for sender, envelopes in by_sender.items():
             await self.apply(envelopes, sender)
 
@@ -370,8 +399,20 @@ class SyncEngine:
         """Gossip records written to the store since the last call without passing through
         `apply` (ingest and deletions by the CLI, revocations it imports)."""
         self._seq, new = await self.records.new_since(self._seq, self.settings.queue_limit)
-        if new:
-            self._gossip(new, exclude=None)
+        if not new:
+            return 0
+        # Certificates written by the CLI (`siku enroll approve`) count here at once, and
+        # release what waited for them.
+        certificates = [i for i, _, kind in new if kind == KIND_CERTIFICATE]
+        certified: set[bytes] = set()
+        for envelope in await self.records.envelopes(certificates, MAX_BATCH_BYTES):
+            record = decode_record(envelope)
+            self.authority.learn(record)
+            if isinstance(record.body, Certificate):
+                certified.add(record.body.subject.public_key)
+        if certified and self._deferred:
+            await self._retry_deferred(certified)
+        self._gossip([(i, ts) for i, ts, _ in new], exclude=None)
         return len(new)
 
     async def receive_offer(self, sender: str, ids: Sequence[bytes]) -> int:
@@ -526,7 +567,14 @@ class SyncEngine:
             stats.reconciliations += 1
             stats.last_reconcile_ms = self.clock_ms()
             try:
-                need, have, settled = await self._reconcile(peer, stats)
+                async with asyncio.timeout(self.settings.round_timeout_s):
+                    need, have, settled = await self._reconcile(peer, stats)
+            except TimeoutError:
+                stats.errors += 1
+                stats.last_result = "interrupted"
+                stats.last_error = f"round took longer than {self.settings.round_timeout_s:.0f} s"
+                log.warning("reconciliation with %s: %s", peer, stats.last_error)
+                return stats
             except (TransportError, ProtocolError) as e:
                 stats.errors += 1
                 stats.last_result = "interrupted"
@@ -580,7 +628,14 @@ class SyncEngine:
                     while batch:
                         envelopes = await self._fetch(peer, batch)
                         if not envelopes:
-                            break  # the peer no longer holds them (replaced meanwhile)
+                            if len(batch) >= MIN_UNSERVED_CLAIM:
+                                # A few may be replaced since the peer named them; a whole batch
+                                # is a peer naming ids it does not have, to keep us busy.
+                                raise TransportError(
+                                    f"named {len(batch)} records it does not serve",
+                                    misbehaved=True,
+                                )
+                            break
                         got = {record_id(e) for e in envelopes}
                         batch = [i for i in batch if i not in got] if len(got) < len(batch) else []
                         await slots.acquire()

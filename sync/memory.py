@@ -19,7 +19,7 @@ class MemoryRecords:
     def __init__(self) -> None:
         self.by_slot: dict[str, SyncRecord] = {}
         self.by_id: dict[bytes, SyncRecord] = {}
-        self._local: list[tuple[int, bytes, int]] = []  # (seq, id, ts) of `put_local` writes
+        self._local: list[tuple[int, bytes, int, str]] = []  # (seq, id, ts, kind) of `put_local`
         self._next = 1
         self._snapshot: SortedItems | None = None
 
@@ -60,7 +60,7 @@ class MemoryRecords:
         """Write as ingest or the CLI would, bypassing the engine (found by `new_since`)."""
         if not self._put(record):
             return False
-        self._local.append((self._next - 1, record.id, record.item.timestamp))
+        self._local.append((self._next - 1, record.id, record.item.timestamp, record.kind))
         return True
 
     def _put(self, record: SyncRecord) -> bool:
@@ -81,6 +81,6 @@ class MemoryRecords:
     async def latest_seq(self) -> int:
         return self._next - 1
 
-    async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
-        new = [(s, i, t) for s, i, t in self._local if s > seq and i in self.by_id][:limit]
-        return (new[-1][0] if new else seq), [(i, t) for _, i, t in new]
+    async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int, str]]]:
+        new = [(s, i, t, k) for s, i, t, k in self._local if s > seq and i in self.by_id][:limit]
+        return (new[-1][0] if new else seq), [(i, t, k) for _, i, t, k in new]

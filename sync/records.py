@@ -26,17 +26,32 @@ from protocol.records import (
 )
 from storage.membership import membership_ref
 
-__all__ = ["SYNCED_KINDS", "Order", "SyncRecord", "decode_record", "record_id"]
+__all__ = [
+    "SYNCED_KINDS",
+    "Order",
+    "SyncRecord",
+    "catalogue_order",
+    "decode_record",
+    "record_id",
+]
 
 SYNCED_KINDS = (KIND_CATALOGUE, KIND_CERTIFICATE, KIND_REVOCATION)
 
-# Newest wins within a slot: (time, counter, tie-break). Every node computes the same order for
-# the same record, so two nodes holding different versions of a slot both keep the same one.
-Order = tuple[int, int, bytes]
+# Which version of a slot wins: the greater order. Every node computes the same order for the
+# same record, so nodes holding different versions of a slot all keep the same one; the last
+# element is the record id, so two different records never tie. For catalogue records a
+# deletion comes first (1 before 0): a withdrawn pid stays withdrawn, whatever version a later
+# edit carries (pids are never reused), then the newest HLC version.
+Order = tuple[int, int, int, bytes, bytes]
 
 
 def record_id(envelope: bytes) -> bytes:
     return hashlib.sha256(envelope).digest()
+
+
+def catalogue_order(record: CatalogueRecord, id_: bytes) -> Order:
+    """The order of a catalogue record (storage.catalogue keeps the same one)."""
+    return (int(record.deleted), record.version.wall_ms, record.version.counter, record.origin, id_)
 
 
 @dataclass(frozen=True)
@@ -66,19 +81,19 @@ def decode_record(envelope: bytes) -> SyncRecord:
         body = catalogue
         slot = catalogue.pid
         ts = catalogue.version.wall_ms
-        order: Order = (ts, catalogue.version.counter, catalogue.origin)
+        order: Order = catalogue_order(catalogue, record_id(envelope))
     elif signed.kind == KIND_CERTIFICATE:
         cert = decode_certificate(signed)
         body = cert
         slot = membership_ref(KIND_CERTIFICATE, cert.subject.public_key, signed.signer)
         ts = cert.not_before_ms
-        order = (ts, 0, cert.serial)
+        order = (0, ts, 0, cert.serial, record_id(envelope))
     elif signed.kind == KIND_REVOCATION:
         revocation = decode_revocation(signed)
         body = revocation
         slot = membership_ref(KIND_REVOCATION, revocation.subject, signed.signer)
         ts = revocation.revoked_ms
-        order = (ts, 0, record_id(envelope))
+        order = (0, ts, 0, b"", record_id(envelope))
     else:
         raise ValidationError(f"records of kind {signed.kind!r} are not synced")
     if not 0 <= ts < MAX_TIMESTAMP:

@@ -31,8 +31,8 @@ class StoreRecords:
     async def held(self, records: Sequence[SyncRecord]) -> dict[str, tuple[Order, bytes | None]]:
         out: dict[str, tuple[Order, bytes | None]] = {}
         pids = [r.slot for r in records if isinstance(r.body, CatalogueRecord)]
-        for pid, (version, origin) in (await self._store.catalogue.versions(pids)).items():
-            out[pid] = ((version.wall_ms, version.counter, origin), origin)
+        for pid, order in (await self._store.catalogue.versions(pids)).items():
+            out[pid] = (order, order[3])
         for record in records:
             body = record.body
             if isinstance(body, Certificate | Revocation) and record.slot not in out:
@@ -75,8 +75,8 @@ class StoreRecords:
     async def latest_seq(self) -> int:
         return (await self._store.sync.version())[0]
 
-    async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
+    async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int, str]]]:
         items = await self._store.sync.since(seq, limit)
         if not items:
             return seq, []
-        return items[-1].seq, [(i.id, i.ts) for i in items]
+        return items[-1].seq, [(i.id, i.ts, i.kind) for i in items]

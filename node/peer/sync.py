@@ -10,6 +10,7 @@ Routes (POST, signed like every peer request, answered only to admitted members)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PATH = "/peer/v1/sync/"
 MAX_RANDOM_PEERS = 32  # "others" offered to gossip's random choice
+CALL_TIMEOUT_SECONDS = 60.0  # one sync request and its answer (up to ~8 MiB)
 
 
 class CatalogueSync:
@@ -185,12 +187,15 @@ class _HttpTransport:
             raise TransportError("the peer client is not running")
         url, key = self.sync.address(peer)
         try:
-            return await client.call(url, PATH + route, body, key, max_answer=max_answer)
+            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+                return await client.call(url, PATH + route, body, key, max_answer=max_answer)
         except PeerMisbehavedError as e:
             raise TransportError(e.message, misbehaved=True) from e
         except PeerError as e:
             raise TransportError(e.message) from e
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except TimeoutError as e:
+            raise TransportError(f"{url}: no answer within {CALL_TIMEOUT_SECONDS:.0f} s") from e
+        except aiohttp.ClientError as e:
             raise TransportError(f"{url}: {e}") from e
 
     async def reconcile(self, peer: str, message: bytes) -> bytes:
