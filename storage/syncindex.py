@@ -103,10 +103,30 @@ class SyncIndex:
                 batch,
             ) as cur:
                 where.update({bytes(i): (str(k), str(r)) for i, k, r in await cur.fetchall()})
+        # Sizes first: only the envelopes that fit within max_bytes are read (a request naming
+        # 4,096 large records must not load them all to send a few).
+        sizes: dict[str, int] = {}
         pids = [ref for kind, ref in where.values() if kind == KIND_CATALOGUE]
-        by_ref: dict[tuple[str, str], bytes] = {}
         for start in range(0, len(pids), MAX_IDS_PER_QUERY):
             pid_batch = pids[start : start + MAX_IDS_PER_QUERY]
+            async with self.db.conn.execute(
+                "SELECT pid, length(envelope) FROM records"
+                f" WHERE pid IN ({','.join('?' * len(pid_batch))})",
+                pid_batch,
+            ) as cur:
+                sizes.update({str(p): int(n) for p, n in await cur.fetchall()})
+        chosen: list[str] = []
+        budget = max_bytes
+        for id_ in ids:
+            kind, ref = where.get(id_, ("", ""))
+            if kind == KIND_CATALOGUE and ref in sizes:
+                if chosen and sizes[ref] > budget:
+                    break
+                chosen.append(ref)
+                budget -= sizes[ref]
+        by_ref: dict[tuple[str, str], bytes] = {}
+        for start in range(0, len(chosen), MAX_IDS_PER_QUERY):
+            pid_batch = chosen[start : start + MAX_IDS_PER_QUERY]
             async with self.db.conn.execute(
                 "SELECT pid, envelope FROM records"
                 f" WHERE pid IN ({','.join('?' * len(pid_batch))})",
