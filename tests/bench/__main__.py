@@ -34,6 +34,7 @@ from tests.bench.peer import run_peer
 from tests.bench.report import render, write_json
 from tests.bench.search import run_search
 from tests.bench.sync import run_sync
+from tests.bench.sync_initial import run_sync_initial  # sync (d)
 
 # Per benchmark: repeats stop early rather than pass this many seconds (see Repeat).
 BUDGET_SECONDS = 200.0
@@ -57,7 +58,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--keep", action="store_true", help="keep data sets and node homes")
     parser.add_argument(
         "--only",
-        choices=("files", "catalogue", "search", "peer", "sync", "profile"),
+        choices=("files", "catalogue", "search", "peer", "sync", "sync-initial", "profile"),
         help="one benchmark (search ingests first; profile implies --profile)",
     )
     parser.add_argument("--budget", type=float, help="seconds of repeats per benchmark")
@@ -144,6 +145,9 @@ def run(settings: Settings, only: str | None, budget: float) -> Outcome:
     if only in (None, "sync"):
         log("set reconciliation benchmark")
         guarded("sync", lambda: run_sync(settings.quick, settings.runs))
+    if only in (None, "sync-initial"):  # sync (d), tests/bench/sync_initial.py: two daemons
+        log("initial sync benchmark (source store cached in WORKDIR/sync-initial)")
+        guarded("sync (d)", lambda: run_sync_initial(settings.workdir, settings.quick, repeat))
     if settings.profile:
         log(f"cProfile of an in-process ingest of {settings.profile_records:,} rows")
         try:
