@@ -43,20 +43,20 @@ def _batches(items: Sequence[bytes]) -> list[Sequence[bytes]]:
 class SyncIndex:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._snapshot: tuple[tuple[int, int], SortedItems] | None = None
+        self._snapshot: tuple[int, SortedItems] | None = None
         self._building: asyncio.Lock = asyncio.Lock()
         self._built = 0.0  # monotonic time the snapshot was last checked against the database
 
     @translate_errors
-    async def version(self) -> tuple[int, int]:
-        """(highest seq, count): changes whenever the set does (a replacement inserts a row
-        with a new seq: AUTOINCREMENT never reuses one)."""
+    async def version(self) -> int:
+        """The highest seq: it changes whenever the set does, since every change inserts a row
+        (a replacement deletes one and inserts one in the same transaction) and AUTOINCREMENT
+        never reuses a seq. One index probe, where count(*) cost 110 ms at a million items."""
         async with self.db.conn.execute(
-            "SELECT coalesce(max(seq), 0), count(*) FROM sync_items"
-        ) as c:
-            row = await c.fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1])
+            "SELECT seq FROM sync_items ORDER BY seq DESC LIMIT 1"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def snapshot(self, stale_ok_s: float = 0.0) -> SortedItems:
         """The whole set, sorted with prefix sums, for one reconciliation. Rebuilt only when the

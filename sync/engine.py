@@ -56,6 +56,7 @@ APPLY_PIPELINE = 2  # fetched batches applied at once: one decoding, one being w
 RETRY_SECONDS = 2.0  # after an interrupted reconciliation, the next one starts this soon
 MIN_UNSERVED_CLAIM = 64  # a fetch of this many claimed ids answered with none: misbehaviour
 MAX_DEFERRED_BYTES = 8 << 20  # records kept waiting for a certificate, at most
+RESPONDING_MS = 10_000  # a peer that sent a reconcile message this recently is reconciling
 
 
 class TransportError(Exception):
@@ -228,6 +229,9 @@ class SyncEngine:
         self._deferred_bytes = 0
         self._seq = 0
         self._due: list[str] = []  # peers to reconcile with first (newly connected)
+        self._responding: dict[
+            str, int
+        ] = {}  # peer → when (ms) it last sent us a reconcile message
         self._turn = 0
         self._gossip_ready = asyncio.Event()  # pushes, offers or pulls are queued
         self._peer_due = asyncio.Event()  # a peer connected: reconcile with it now
@@ -519,6 +523,7 @@ class SyncEngine:
         )
         reply = responder.reconcile(message).reply
         assert reply is not None  # a responder always replies
+        self._responding[peer] = self.clock_ms()
         stats = self.peer(peer)
         stats.bytes_received += len(message)
         stats.bytes_sent += len(reply)
@@ -673,9 +678,14 @@ class SyncEngine:
             # A TaskGroup reports its tasks' failures as a group: the round's own error (a
             # peer unreachable, a bad message) is what the caller records.
             raise _first_error(group) from group
-        ours = sorted(have)
-        for start in range(0, len(ours), self.settings.fetch_batch):
-            await self._push_ids(peer, ours[start : start + self.settings.fetch_batch])
+        # What the peer lacks is pushed, unless the peer is reconciling with us itself right now:
+        # then it fetches those very records, and pushing them too would send each twice (and
+        # have both copies verified when they cross).
+        last = self._responding.get(peer)
+        if last is None or self.clock_ms() - last > RESPONDING_MS:
+            ours = sorted(have)
+            for start in range(0, len(ours), self.settings.fetch_batch):
+                await self._push_ids(peer, ours[start : start + self.settings.fetch_batch])
         return need, have, settled
 
     async def run(self, interval_s: float, local_poll_s: float = 0.5) -> None:

@@ -73,7 +73,7 @@ class StoreRecords:
         return await self._store.membership.envelopes(KIND_CERTIFICATE)
 
     async def latest_seq(self) -> int:
-        return (await self._store.sync.version())[0]
+        return await self._store.sync.version()
 
     async def new_since(self, seq: int, limit: int) -> tuple[int, list[tuple[bytes, int, str]]]:
         items = await self._store.sync.since(seq, limit)
