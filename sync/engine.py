@@ -229,9 +229,8 @@ class SyncEngine:
         self._deferred_bytes = 0
         self._seq = 0
         self._due: list[str] = []  # peers to reconcile with first (newly connected)
-        self._responding: dict[
-            str, int
-        ] = {}  # peer → when (ms) it last sent us a reconcile message
+        # peer → when (ms) it last sent us a reconcile message: it is reconciling with us
+        self._responding: dict[str, int] = {}
         self._turn = 0
         self._gossip_ready = asyncio.Event()  # pushes, offers or pulls are queued
         self._peer_due = asyncio.Event()  # a peer connected: reconcile with it now
@@ -564,9 +563,10 @@ class SyncEngine:
         return reachable[self._turn]
 
     async def reconcile_with(self, peer: str) -> PeerSync:
-        """One whole reconciliation with `peer` as initiator: ids it lacks are pushed, ids this
-        node lacks are fetched and applied while the exchange goes on. Transport errors end the
-        round (recorded, not raised); what was applied stays."""
+        """One whole reconciliation with `peer` as initiator: ids this node lacks are fetched and
+        applied while the exchange goes on; ids the peer lacks are pushed (unless the peer is
+        reconciling with us meanwhile and fetches them itself). Transport errors end the round
+        (recorded, not raised); what was applied stays."""
         stats = self.peer(peer)
         async with self._reconcile_lock:
             stats.reconciliations += 1
