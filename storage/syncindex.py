@@ -26,6 +26,7 @@ from storage.membership import membership_ref
 __all__ = ["NewItem", "SyncIndex"]
 
 MAX_IDS_PER_QUERY = 500  # SQLite's bound-parameter limit is 32,766; batches stay well under it
+REBUILD_SHARE = 10.0  # a stale-tolerant snapshot may be this many rebuild times old
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class SyncIndex:
         self._snapshot: tuple[int, SortedItems] | None = None
         self._building: asyncio.Lock = asyncio.Lock()
         self._built = 0.0  # monotonic time the snapshot was last checked against the database
+        self._build_seconds = 0.0  # how long the last rebuild took
 
     @translate_errors
     async def version(self) -> int:
@@ -67,12 +69,19 @@ class SyncIndex:
         each at a million records."""
         async with self._building:
             now = time.monotonic()
+            # A caller that accepts a stale set also accepts one as old as ten rebuilds take:
+            # at a million items a rebuild costs seconds of CPU, and a node taking in a large
+            # catalogue while a peer reconciles with it every few seconds would otherwise spend
+            # most of its time rebuilding (measured: the initial sync slowed as the set grew).
+            if stale_ok_s > 0:
+                stale_ok_s = max(stale_ok_s, REBUILD_SHARE * self._build_seconds)
             if self._snapshot is not None and now - self._built < stale_ok_s:
                 return self._snapshot[1]
             version = await self.version()
             if self._snapshot is None or self._snapshot[0] != version:
                 keys = await self._all_keys()
                 self._snapshot = (version, await asyncio.to_thread(SortedItems.of_keys, keys))
+                self._build_seconds = time.monotonic() - now
             self._built = now
             return self._snapshot[1]
 
