@@ -23,7 +23,7 @@ import pytest
 from node.demo import NodeSpec, Processes, build_network
 from node.keys import load_identity
 from tests.conftest import siku_command, siku_env
-from tests.peer_helpers import free_port_pair
+from tests.integration.sync_helpers import specs as library_specs
 
 pytestmark = pytest.mark.slow
 
@@ -89,20 +89,7 @@ class Network:
         return [n for k, n in self.nodes.items() if k != key and k not in without]
 
 
-# key, name, code, tier, region, parent: national; two provinces; a city; two of its counties
-LIBRARIES: tuple[tuple[str, str, str, str, str, str | None], ...] = (
-    ("national", "国家图书馆 National Library", "zg", "national", "000000", None),
-    ("gansu", "甘肃省图书馆 Gansu", "gs", "provincial", "620000", None),
-    ("guangdong", "广东省立中山图书馆 Guangdong", "gd", "provincial", "440000", None),
-    ("jiuquan", "酒泉市图书馆 Jiuquan", "jq", "municipal", "620900", "gansu"),
-    ("dunhuang", "敦煌市图书馆 Dunhuang", "dh", "county", "620982", "jiuquan"),
-    ("guazhou", "瓜州县图书馆 Guazhou", "gz", "county", "620923", "jiuquan"),
-)
-
-
-def _specs() -> list[NodeSpec]:
-    taken: set[int] = set()
-    return [NodeSpec(*row, port=free_port_pair(taken)) for row in LIBRARIES]
+# The six libraries (national; two provinces; a city; two of its counties): sync_helpers.specs
 
 
 def _admin_up(node: Node) -> bool:
@@ -116,7 +103,7 @@ def _admin_up(node: Node) -> bool:
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     root = tmp_path_factory.mktemp("network")
-    specs = _specs()
+    specs = library_specs()
     configs = build_network(root, specs, hello_interval_seconds=HELLO_INTERVAL_SECONDS)
     nodes = {
         s.key: Node(s, root / s.key, load_identity(configs[s.key].key_file).node_id) for s in specs
