@@ -428,6 +428,27 @@ def cmd_status(args: argparse.Namespace) -> int:
             f" last reconciled {when}; {sy['errors']} errors,"
             f" {sy['rejected_records']} records refused"
         )
+    rp = status.get("replication")
+    if rp and rp.get("enabled"):
+        copies = ", ".join(f"{v['copies']} {k}" for k, v in sorted(rp["copies"].items()))
+        below = sum(rp["below_policy"].values())
+        _out(
+            f"  copies    {copies or 'none'} held for the network;"
+            f" {rp['at_risk']} resources at risk, {below} below policy (by rule)"
+        )
+        window = "" if rp["window_in_force"] else " (outside the transfer window)"
+        _out(
+            f"  transfers {len(rp['active'])} active, {rp['queued']} queued"
+            f" ({format_size(rp['queued_bytes'])}){window}; received"
+            f" {format_size(rp['bytes_received'])}, served {format_size(rp['bytes_served'])};"
+            f" {rp['failures']} recent failures"
+        )
+        for a in rp["active"]:
+            done = 100 * a["bytes_done"] / a["bytes_total"] if a["bytes_total"] else 100
+            _out(
+                f"            {a['pid']} ({a['class']}) {done:.0f} % of"
+                f" {format_size(a['bytes_total'])} at {format_size(a['rate_bytes_per_s'])}/s"
+            )
     pct = 100 * s["used_bytes"] / s["quota_bytes"] if s["quota_bytes"] else 0
     used, quota = format_size(s["used_bytes"]), format_size(s["quota_bytes"])
     _out(f"  storage   {used} of {quota} quota ({pct:.2f} %)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from protocol import ark
 from protocol.errors import IdentifierError, ValidationError
 from protocol.membership import region_tier
 from protocol.peering import validate_peer_url
+from protocol.records import validate_collection
 from storage.store import StoreSettings
 
 __all__ = [
@@ -59,6 +61,22 @@ class HostPort:
 
 
 @dataclass(frozen=True)
+class ReplicationConfig:
+    """[replication]: what this node keeps for the network, and when it may move it."""
+
+    enabled: bool = True
+    interval_seconds: int = 60  # between planning rounds
+    subscribe: tuple[str, ...] = ()  # collections taken from libraries above this one
+    cache_bytes: int = 64 * GIB  # on-demand cache for readers, within the quota
+    bandwidth_bytes_per_s: int = 0  # background transfers; 0: unlimited
+    windows: tuple[str, ...] = ()  # "HH:MM-HH:MM" local time for background transfers; (): any
+    max_transfers: int = 4  # resources fetched at once
+
+
+_WINDOW = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     name: str
@@ -80,6 +98,7 @@ class Config:
     quota_bytes: int
     zeroconf: bool
     log_level: str
+    replication: ReplicationConfig = ReplicationConfig()
 
     @property
     def key_file(self) -> Path:
@@ -167,7 +186,8 @@ def load_config(home: Path) -> Config:
 
 def parse_config(data: dict[str, Any], home: Path) -> Config:
     tables = {}
-    for name in ("node", "network", "http", "peers", "sync", "storage", "discovery", "log"):
+    names = ("node", "network", "http", "peers", "sync", "storage", "discovery", "log")
+    for name in (*names, "replication"):
         value = data.get(name, {})
         if not isinstance(value, dict):
             raise ConfigError(f"[{name}] must be a table")
@@ -175,7 +195,7 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     extra = set(data) - set(tables)
     if extra:
         raise ConfigError(f"unknown table [{sorted(extra)[0]}] in node.toml")
-    n, net, http, peers_table, sync_table, st, disc, lg = tables.values()
+    n, net, http, peers_table, sync_table, st, disc, lg, rep = tables.values()
 
     name = n.get("name", str).strip()
     if not name or len(name) > 200 or not name.isprintable():
@@ -233,6 +253,7 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
     quota_gib = st.get("quota_gib", int, 4096)
     if not (1 <= quota_gib <= 1 << 24):
         raise ConfigError("storage.quota_gib must be between 1 and 16777216")
+    replication = _replication(rep, quota_gib * GIB)
     level = lg.get("level", str, "info")
     if level not in LOG_LEVELS:
         raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
@@ -257,10 +278,49 @@ def parse_config(data: dict[str, Any], home: Path) -> Config:
         quota_bytes=quota_gib * GIB,
         zeroconf=disc.get("zeroconf", bool, False),
         log_level=level,
+        replication=replication,
     )
     for t in tables.values():
         t.finish()
     return config
+
+
+def _replication(t: _Table, quota_bytes: int) -> ReplicationConfig:
+    interval = t.get("interval_seconds", int, 60)
+    if not (1 <= interval <= 86_400):
+        raise ConfigError("replication.interval_seconds must be between 1 and 86400")
+    subscribe = t.get("subscribe", list, [])
+    if len(subscribe) > 256 or not all(isinstance(c, str) for c in subscribe):
+        raise ConfigError("replication.subscribe must be a list of at most 256 collection names")
+    try:
+        for collection in subscribe:
+            validate_collection(collection)
+    except ValidationError as e:
+        raise ConfigError(f"replication.subscribe: {e.message}") from e
+    cache_mib = t.get("cache_mib", int, min(65_536, quota_bytes // (1 << 20) // 4))
+    if not (0 <= cache_mib * (1 << 20) <= quota_bytes):
+        raise ConfigError("replication.cache_mib must be between 0 and the storage quota")
+    mbit = t.get("bandwidth_mbit", int, 0)
+    if not (0 <= mbit <= 1_000_000):
+        raise ConfigError("replication.bandwidth_mbit must be between 0 (no limit) and 1000000")
+    windows = t.get("windows", list, [])
+    if len(windows) > 16 or not all(isinstance(w, str) and _WINDOW.fullmatch(w) for w in windows):
+        raise ConfigError(
+            'replication.windows must be a list of at most 16 "HH:MM-HH:MM" times,'
+            ' e.g. ["22:00-06:00"]'
+        )
+    transfers = t.get("max_transfers", int, 4)
+    if not (1 <= transfers <= 64):
+        raise ConfigError("replication.max_transfers must be between 1 and 64")
+    return ReplicationConfig(
+        enabled=t.get("enabled", bool, True),
+        interval_seconds=interval,
+        subscribe=tuple(subscribe),
+        cache_bytes=cache_mib << 20,
+        bandwidth_bytes_per_s=mbit * 125_000,
+        windows=tuple(windows),
+        max_transfers=transfers,
+    )
 
 
 def _toml_str(value: str) -> str:
@@ -284,6 +344,9 @@ def render_config(
     zeroconf: bool = False,
     hello_interval_seconds: int = 30,
     sync_interval_seconds: int = 30,
+    replication_interval_seconds: int = 60,
+    subscribe: tuple[str, ...] = (),
+    cache_mib: int = 0,
 ) -> str:
     """node.toml text with every key commented; also the documented example in the repo."""
     return f"""\
@@ -340,6 +403,24 @@ interval_seconds = {sync_interval_seconds}
 [storage]
 # Most content this node may hold, in GiB (2^30 bytes). Ingest refuses to go past it.
 quota_gib = {quota_gib}
+
+[replication]
+# Keep copies of other libraries' content as the network policy places them (preservation),
+# take subscribed collections, and cache what readers download. true or false.
+enabled = true
+# Seconds between planning rounds (which copies to fetch or drop), 1 to 86400.
+interval_seconds = {replication_interval_seconds}
+# Collections of libraries above this one to hold a copy of, e.g. ["national-ebooks"].
+subscribe = {json.dumps(list(subscribe), ensure_ascii=False)}
+# On-demand cache for readers, in MiB (2^20 bytes), counted within the quota. Cached copies
+# are evicted least recently used first; a copy the policy needs is never evicted.
+cache_mib = {cache_mib or min(65_536, quota_gib * 1024 // 4)}
+# Bandwidth for background transfers, in Mbit/s (0: no limit). Reader downloads are not limited.
+bandwidth_mbit = 0
+# Local times when background transfers may run, e.g. ["22:00-06:00"] ([]: at any time).
+windows = []
+# Resources fetched at once, 1 to 64.
+max_transfers = 4
 
 [discovery]
 # Advertise and browse _siku._tcp by mDNS on the local network. true or false.

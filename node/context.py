@@ -13,6 +13,7 @@ from storage.store import Store
 if TYPE_CHECKING:
     from node.peer.service import Peering
     from node.peer.sync import CatalogueSync
+    from node.replication import Replication
 
 __all__ = ["VERSION", "NodeContext"]
 
@@ -27,6 +28,7 @@ class NodeContext:
     admin_token: str
     peering: Peering | None = None  # None until the node is enrolled in a network
     sync: CatalogueSync | None = None  # catalogue sync, with peering
+    replication: Replication | None = None  # content replication, with sync
     started_monotonic: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
 

@@ -22,6 +22,7 @@ from node.network import load_network
 from node.peer.membership import MembershipView
 from node.peer.service import Peering
 from node.peer.sync import CatalogueSync
+from node.replication import Replication
 from protocol.errors import ProtocolError
 from storage.store import Store
 from sync.engine import SyncSettings
@@ -58,6 +59,9 @@ class Daemon:
                     settings=SyncSettings(),
                 )
                 await ctx.sync.start()
+                if config.replication.enabled:
+                    ctx.replication = Replication(config, identity, store, ctx.peering, ctx.sync)
+                    ctx.sync.on_change = ctx.replication.changed
             public = web.AppRunner(
                 build_public_app(ctx), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
             )
@@ -99,6 +103,8 @@ class Daemon:
             tg.create_task(ctx.peering.run(session))
             if ctx.sync is not None:
                 tg.create_task(ctx.sync.run())
+            if ctx.replication is not None:
+                tg.create_task(ctx.replication.run())
             if ctx.config.zeroconf:
                 from node.peer.discovery import run_discovery  # zeroconf loads only if used
 

@@ -31,9 +31,18 @@ from node.home import init_home, with_store
 from node.keys import load_identity
 from node.network import NETWORK_FILE
 
-__all__ = ["DEMO_NODES", "NodeSpec", "Processes", "build_network", "is_built", "wait_until"]
+__all__ = [
+    "DEMO_NODES",
+    "NATIONAL_COLLECTION",
+    "NodeSpec",
+    "Processes",
+    "build_network",
+    "is_built",
+    "wait_until",
+]
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+NATIONAL_COLLECTION = "national-lectures"  # the demo's collection replicated down the tiers
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class NodeSpec:
     port: int  # public listener; the admin listener is port + 1
     host: str = "127.0.0.1"
     zeroconf: bool = False
+    subscribe: tuple[str, ...] = ()  # collections from above it replicates (node.toml)
 
     @property
     def url(self) -> str:
@@ -67,7 +77,7 @@ DEMO_NODES = (
     ),
     NodeSpec(
         "county", "敦煌市图书馆 Dunhuang County Library (demo)", "620982", "county",
-        "620982", "municipal", 8470,
+        "620982", "municipal", 8470, subscribe=(NATIONAL_COLLECTION,),
     ),
 )  # fmt: skip
 
@@ -86,6 +96,7 @@ def build_network(
     network_name: str = "siku demo network",
     hello_interval_seconds: int = 30,
     sync_interval_seconds: int = 30,
+    replication_interval_seconds: int = 60,
     quota_gib: int = 64,
 ) -> dict[str, Config]:
     """Create the network (root key, network.toml) and one enrolled home per spec, parents
@@ -110,6 +121,8 @@ def build_network(
             quota_gib=quota_gib,
             hello_interval_seconds=hello_interval_seconds,
             sync_interval_seconds=sync_interval_seconds,
+            replication_interval_seconds=replication_interval_seconds,
+            subscribe=spec.subscribe,
             zeroconf=spec.zeroconf,
         )
         request = make_request(config, identity, network)

@@ -52,6 +52,8 @@ def init_home(
     quota_gib: int = 4096,
     hello_interval_seconds: int = 30,
     sync_interval_seconds: int = 30,
+    replication_interval_seconds: int = 60,
+    subscribe: tuple[str, ...] = (),
     zeroconf: bool = False,
     force: bool = False,
     say: Callable[[str], None] = lambda _: None,
@@ -75,6 +77,8 @@ def init_home(
         quota_gib=quota_gib,
         hello_interval_seconds=hello_interval_seconds,
         sync_interval_seconds=sync_interval_seconds,
+        replication_interval_seconds=replication_interval_seconds,
+        subscribe=subscribe,
         zeroconf=zeroconf,
     )
     config = parse_config(tomllib.loads(text), home.resolve())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.hlc import MAX_WALL_MS, Hlc, tick
+from protocol.holdings import content_key, pid_key
 from protocol.records import (
     KIND_CATALOGUE,
     CatalogueRecord,
@@ -21,6 +22,7 @@ from protocol.records import (
 )
 from storage.database import Database, translate_errors
 from storage.errors import DatabaseError
+from storage.keys import key_int
 from storage.textindex import index_text, match_expression
 
 __all__ = [
@@ -171,6 +173,8 @@ def _record_row(item: StoredRecord, now_ms: int) -> tuple[object, ...]:
         encode_envelope(item.signed),
         now_ms,
         int(item.held),
+        key_int(pid_key(r.pid)),
+        key_int(content_key(r.files)),
     )
 
 
@@ -220,6 +224,7 @@ class Catalogue:
             apply: list[StoredRecord] = []
             replaced_ids: list[int] = []
             released: list[bytes] = []
+            no_longer_held: list[str] = []
             for pid, item in newest.items():
                 old = existing.get(pid)
                 if old is not None:
@@ -236,6 +241,8 @@ class Catalogue:
                             # A newer version from elsewhere of a record whose content is here
                             # (same chunks): the content is still held.
                             item = dataclasses.replace(item, held=True)
+                        if not item.held:
+                            no_longer_held.append(pid)
                 apply.append(item)
             if replaced_ids:
                 await conn.executemany(
@@ -252,8 +259,8 @@ class Catalogue:
             await conn.executemany(
                 "INSERT INTO records (pid, kind, origin, hlc_wall, hlc_counter, deleted,"
                 " collection, access, embargo_until, title, summary, content_size, file_count,"
-                " envelope, stored_at, held)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " envelope, stored_at, held, pid_key, content_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_record_row(item, now_ms) for item in apply],
             )
             await conn.executemany(
@@ -293,6 +300,19 @@ class Catalogue:
             )
             await conn.executemany(
                 "UPDATE chunks SET refs = refs - 1 WHERE digest = ?", [(d,) for d in released]
+            )
+            # A copy kept for the network whose record changed content (or was withdrawn) is a
+            # copy no more; either way this node's published holdings must be told.
+            await conn.executemany(
+                "DELETE FROM copies WHERE pid = ?", [(pid,) for pid in no_longer_held]
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO holdings_dirty (pid_key) VALUES (?)",
+                [
+                    (key_int(pid_key(item.record.pid)),)
+                    for item in apply
+                    if item.held or item.record.pid in no_longer_held
+                ],
             )
             await conn.executemany(
                 "INSERT OR REPLACE INTO ingest_sources (fingerprint, pid, source_key)"

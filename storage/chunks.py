@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -56,6 +56,15 @@ class ChunkStore(Protocol):
 
     def put(self, digest: bytes, data: bytes | memoryview) -> bool:
         """Store `data` under `digest` (== sha256(data)); False if it was already stored."""
+        ...
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> int:
+        """`put` for a batch, with one durability barrier for the whole batch instead of one
+        per chunk; the number of chunks newly stored."""
+        ...
+
+    def remove(self, digest: bytes) -> bool:
+        """Delete a chunk (no record refers to it any more); False if it was not stored."""
         ...
 
     def flush(self) -> None:
@@ -370,6 +379,63 @@ class FileChunkStore:
         with self._dirty_lock:
             self._dirty.add(os.path.dirname(final))
         return stored
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> int:
+        # Same guarantee as `put` (no name ever points at bytes that are not durable), paid
+        # once per batch: every temp file is written, then one syncfs makes them all durable,
+        # then they are linked into place. At ~0.2 ms per fsync, 1,000 small chunks cost 0.2 s
+        # one by one and a few ms this way. Without syncfs, each temp is fsynced as by `put`.
+        pending: list[tuple[str, str]] = []
+        try:
+            for digest, data in items:
+                hexdigest = _check_digest(digest)
+                view = memoryview(data).cast("B")
+                if len(view) > self._max_chunk_size:
+                    raise ValueError(
+                        f"chunk {hexdigest} is {len(view)} bytes, over the"
+                        f" {self._max_chunk_size} limit"
+                    )
+                final = self._path(hexdigest)
+                if self._holds(hexdigest, final, view):
+                    with self._dirty_lock:
+                        self._dirty.add(os.path.dirname(final))
+                    continue
+                fd, temp = self._create_temp()
+                pending.append((temp, final))
+                try:
+                    _write_all(fd, view)
+                    if self._syncfs_fd < 0 or _SYNCFS is None:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if pending and self._syncfs_fd >= 0 and _SYNCFS is not None:
+                with self._flush_lock:
+                    if _SYNCFS(self._syncfs_fd) != 0:
+                        code = ctypes.get_errno()
+                        raise OSError(code, os.strerror(code))
+            stored = 0
+            for temp, final in pending:
+                if self._link(temp, final):
+                    stored += 1
+                with self._dirty_lock:
+                    self._dirty.add(os.path.dirname(final))
+            return stored
+        except OSError as exc:
+            raise _translate(exc, "cannot store a batch of chunks") from exc
+        finally:
+            for temp, _ in pending:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+
+    def remove(self, digest: bytes) -> bool:
+        hexdigest = _check_digest(digest)
+        try:
+            os.unlink(self._path(hexdigest))
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _translate(exc, f"cannot remove chunk {hexdigest}") from exc
+        return True
 
     def _holds(self, hexdigest: str, final: str, view: memoryview) -> bool:
         """True if `final` already holds exactly these bytes. A stored chunk that differs

@@ -17,6 +17,7 @@ from storage.catalogue import Catalogue
 from storage.chunks import ChunkStore, FileChunkStore
 from storage.database import Database
 from storage.errors import IntegrityError
+from storage.holdings import HoldingsStore
 from storage.membership import MembershipStore
 from storage.syncindex import SyncIndex
 
@@ -38,6 +39,7 @@ class Store:
         self.catalogue = Catalogue(db)
         self.membership = MembershipStore(db)
         self.sync = SyncIndex(db)
+        self.holdings = HoldingsStore(db)
         self.chunks = chunks
 
     @classmethod
@@ -49,11 +51,14 @@ class Store:
         store = cls(settings, db, chunks)
         try:
             added = await store.sync.backfill()
+            keyed = await store.holdings.backfill_keys()
         except BaseException:
             await store.close()
             raise
         if added:
             log.info("indexed %d records stored before catalogue sync", added)
+        if keyed:
+            log.info("keyed %d records stored before replication", keyed)
         return store
 
     async def close(self) -> None:

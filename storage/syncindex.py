@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from protocol.holdings import KIND_HOLDINGS, KIND_POLICY
 from protocol.membership import (
     KIND_CERTIFICATE,
     KIND_REVOCATION,
@@ -143,15 +144,26 @@ class SyncIndex:
             ) as cur:
                 by_ref.update({(KIND_CATALOGUE, str(p)): bytes(e) for p, e in await cur.fetchall()})
         for kind, ref in where.values():
-            if kind != KIND_CATALOGUE:
+            # Other kinds are few per message and small (membership, policy) or bounded by
+            # their page size (holdings): read one by one.
+            if kind == KIND_CATALOGUE:
+                continue
+            if kind == KIND_HOLDINGS:
+                _, holder, page = ref.split("/")
+                query = "SELECT envelope FROM holding_pages WHERE holder = ? AND page = ?"
+                args: tuple[object, ...] = (bytes.fromhex(holder), int(page))
+            elif kind == KIND_POLICY:
+                query, args = "SELECT envelope FROM policy WHERE id = 1", ()
+            else:
                 _, subject, signer = ref.split("/")
-                async with self.db.conn.execute(
-                    "SELECT envelope FROM membership WHERE kind = ? AND subject = ? AND signer = ?",
-                    (kind, bytes.fromhex(subject), bytes.fromhex(signer)),
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None:
-                    by_ref[(kind, ref)] = bytes(row[0])
+                query = (
+                    "SELECT envelope FROM membership WHERE kind = ? AND subject = ? AND signer = ?"
+                )
+                args = (kind, bytes.fromhex(subject), bytes.fromhex(signer))
+            async with self.db.conn.execute(query, args) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                by_ref[(kind, ref)] = bytes(row[0])
         out: list[bytes] = []
         size = 0
         for id_ in ids:
@@ -187,7 +199,8 @@ class SyncIndex:
     async def backfill(self) -> int:
         """Give every record stored before migration 0003 its item (a no-op once done)."""
         async with self.db.conn.execute(
-            "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM membership),"
+            "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM membership)"
+            " + (SELECT count(*) FROM holding_pages) + (SELECT count(*) FROM policy),"
             " (SELECT count(*) FROM sync_items)"
         ) as cur:
             row = await cur.fetchone()

@@ -14,6 +14,9 @@ and reconciliation converges:
   well as the origin's; its pid is minted under the network's NAAN with the origin's own library
   code; and a pid held from one origin is never taken over by another (an authority edits a
   record, it does not change whose it is).
+- holdings: a page of its holder's own holdings (signed by the holder, protocol.holdings), whose
+  certificate is held, cut into the page count of the holder's tier, dated within it.
+- policy: signed by the network root, for this network.
 
 A record whose issuer or origin certificate is not held yet is deferred, not rejected: it is
 neither stored nor blamed on the sender, and arrives again with the next reconciliation, after
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 from protocol import ark
 from protocol.errors import ChainError, IdentifierError, ProtocolError
+from protocol.holdings import PAGES_BY_TIER, HoldingsPage, ReplicationPolicy
 from protocol.identity import node_id
 from protocol.membership import ROOT, Certificate, Revocation, check_issuer
 from protocol.records import CatalogueRecord
@@ -72,6 +76,10 @@ class Authority:
         held = self._held(subject)
         return max(held, key=lambda c: (c.not_before_ms, c.serial)) if held else None
 
+    def subjects(self) -> list[bytes]:
+        """Every key the set holds a certificate for."""
+        return list(self._certificates)
+
     def __len__(self) -> int:
         return sum(len(held) for held in self._certificates.values())
 
@@ -103,6 +111,13 @@ class Authority:
                     raise Rejected("a revocation signed by a node that issues no certificates")
         elif isinstance(body, CatalogueRecord):
             self._judge_catalogue(body, record.signed.signer, held_origin)
+        elif isinstance(body, HoldingsPage):
+            self._judge_holdings(body)
+        elif isinstance(body, ReplicationPolicy):
+            if record.signed.signer != self.root:
+                raise Rejected("a replication policy not signed by the network root")
+            if body.network != self.network:
+                raise Rejected("a replication policy of another network")
         else:  # pragma: no cover - decode_record builds no other
             raise Rejected(f"no rule for records of kind {record.kind}")
 
@@ -126,6 +141,15 @@ class Authority:
             raise ChainError(refusals[0])
         except ChainError as e:
             raise Rejected(f"certificate for {cert.subject.name}: {e.message}") from e
+
+    def _judge_holdings(self, page: HoldingsPage) -> None:
+        holders = self._held(page.holder)
+        if not holders:
+            raise Deferred("holdings of a node not certified yet", page.holder)
+        if all(PAGES_BY_TIER[c.subject.tier] != page.pages for c in holders):
+            raise Rejected(f"holdings cut into {page.pages} pages, not its tier's count")
+        if page.version.wall_ms > max(c.not_after_ms for c in holders):
+            raise Rejected("holdings dated after their holder's certificate")
 
     def _judge_catalogue(
         self, record: CatalogueRecord, signer: bytes, held_origin: bytes | None

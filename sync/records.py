@@ -7,6 +7,14 @@ import hashlib
 from dataclasses import dataclass
 
 from protocol.errors import DecodeError, ValidationError
+from protocol.holdings import (
+    KIND_HOLDINGS,
+    KIND_POLICY,
+    HoldingsPage,
+    ReplicationPolicy,
+    decode_holdings,
+    decode_policy,
+)
 from protocol.membership import (
     KIND_CERTIFICATE,
     KIND_REVOCATION,
@@ -32,10 +40,12 @@ __all__ = [
     "SyncRecord",
     "catalogue_order",
     "decode_record",
+    "holdings_ref",
     "record_id",
 ]
 
-SYNCED_KINDS = (KIND_CATALOGUE, KIND_CERTIFICATE, KIND_REVOCATION)
+SYNCED_KINDS = (KIND_CATALOGUE, KIND_CERTIFICATE, KIND_REVOCATION, KIND_HOLDINGS, KIND_POLICY)
+POLICY_REF = "policy"
 
 # Which version of a slot wins: the greater order. Every node computes the same order for the
 # same record, so nodes holding different versions of a slot all keep the same one; the last
@@ -49,6 +59,11 @@ def record_id(envelope: bytes) -> bytes:
     return hashlib.sha256(envelope).digest()
 
 
+def holdings_ref(holder: bytes, page: int) -> str:
+    """A holdings page's slot, as `sync_items.ref` names it."""
+    return f"{KIND_HOLDINGS}/{holder.hex()}/{page}"
+
+
 def catalogue_order(record: CatalogueRecord, id_: bytes) -> Order:
     """The order of a catalogue record (storage.catalogue keeps the same one)."""
     return (int(record.deleted), record.version.wall_ms, record.version.counter, record.origin, id_)
@@ -57,12 +72,14 @@ def catalogue_order(record: CatalogueRecord, id_: bytes) -> Order:
 @dataclass(frozen=True)
 class SyncRecord:
     kind: str
-    slot: str  # catalogue: the pid; membership: kind/subject/signer (storage.membership_ref)
+    # catalogue: the pid; membership: kind/subject/signer (storage.membership_ref); holdings:
+    # holdings/holder/page (holdings_ref); the policy: "policy"
+    slot: str
     order: Order
     item: Item
     envelope: bytes
     signed: SignedRecord
-    body: CatalogueRecord | Certificate | Revocation
+    body: CatalogueRecord | Certificate | Revocation | HoldingsPage | ReplicationPolicy
 
     @property
     def id(self) -> bytes:
@@ -75,7 +92,7 @@ def decode_record(envelope: bytes) -> SyncRecord:
     if len(envelope) > MAX_RECORD_BYTES:
         raise DecodeError(f"record larger than {MAX_RECORD_BYTES} bytes")
     signed = decode_envelope(envelope)
-    body: CatalogueRecord | Certificate | Revocation
+    body: CatalogueRecord | Certificate | Revocation | HoldingsPage | ReplicationPolicy
     if signed.kind == KIND_CATALOGUE:
         _, catalogue = decode_catalogue(signed, delegated=True)  # sync.authority judges
         body = catalogue
@@ -94,6 +111,18 @@ def decode_record(envelope: bytes) -> SyncRecord:
         slot = membership_ref(KIND_REVOCATION, revocation.subject, signed.signer)
         ts = revocation.revoked_ms
         order = (0, ts, 0, b"", record_id(envelope))
+    elif signed.kind == KIND_HOLDINGS:
+        page = decode_holdings(signed)
+        body = page
+        slot = holdings_ref(page.holder, page.page)
+        ts = page.version.wall_ms
+        order = (0, ts, page.version.counter, page.holder, record_id(envelope))
+    elif signed.kind == KIND_POLICY:
+        policy = decode_policy(signed)
+        body = policy
+        slot = POLICY_REF
+        ts = policy.version.wall_ms
+        order = (0, ts, policy.version.counter, b"", record_id(envelope))
     else:
         raise ValidationError(f"records of kind {signed.kind!r} are not synced")
     if not 0 <= ts < MAX_TIMESTAMP:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from protocol.holdings import HoldingsPage, ReplicationPolicy
 from protocol.membership import KIND_CERTIFICATE, Certificate, Revocation
 from protocol.reconcile import Storage
-from protocol.records import CatalogueRecord
+from protocol.records import CatalogueRecord, canonical_unpack, decode_envelope
 from storage.catalogue import StoredRecord
 from storage.store import Store
-from sync.records import Order, SyncRecord, decode_record
+from sync.records import Order, SyncRecord, decode_record, record_id
 
 __all__ = ["StoreRecords"]
 
@@ -43,6 +44,19 @@ class StoreRecords:
                 if envelope is not None:
                     # Verified when stored; decoded again for its order (few, small records).
                     out[record.slot] = (decode_record(envelope).order, None)
+            elif isinstance(body, HoldingsPage) and record.slot not in out:
+                envelope = await self._store.holdings.page_envelope(body.holder, body.page)
+                if envelope is not None:
+                    # The order is (0, hlc, holder, id): read from the envelope without
+                    # verifying a page of up to 4 MB again (it was verified when stored).
+                    held = decode_envelope(envelope)
+                    fields = canonical_unpack(held.body, "holdings body")
+                    order = (0, fields[4], fields[5], body.holder, record_id(envelope))
+                    out[record.slot] = (order, None)
+            elif isinstance(body, ReplicationPolicy) and record.slot not in out:
+                envelope = await self._store.holdings.policy_envelope()
+                if envelope is not None:
+                    out[record.slot] = (decode_record(envelope).order, None)
         return out
 
     async def store(self, records: Sequence[SyncRecord]) -> None:
@@ -68,6 +82,22 @@ class StoreRecords:
                 await self._store.membership.put(
                     r.kind, body.subject, r.signed.signer, r.envelope, r.item.timestamp, local=False
                 )
+            elif isinstance(body, ReplicationPolicy):
+                await self._store.holdings.put_policy(r.envelope, r.item.timestamp, local=False)
+        pages = [
+            (
+                r.envelope,
+                r.body.holder,
+                r.body.page,
+                r.body.version.wall_ms,
+                r.body.version.counter,
+                list(r.body),
+            )
+            for r in records
+            if isinstance(r.body, HoldingsPage)
+        ]
+        if pages:
+            await self._store.holdings.put_pages(pages, local=False)
 
     async def certificates(self) -> list[bytes]:
         return await self._store.membership.envelopes(KIND_CERTIFICATE)

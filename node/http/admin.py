@@ -97,6 +97,35 @@ async def status_json(ctx: NodeContext) -> dict[str, Any]:
         "listen": {"public": str(config.listen), "admin": str(config.admin_listen)},
         "membership": _membership_json(ctx),
         "sync": await _sync_summary(ctx),
+        "replication": await _replication_summary(ctx),
+    }
+
+
+async def _replication_summary(ctx: NodeContext) -> dict[str, Any]:
+    """The essentials of /admin/api/v1/replication, for the status page and `siku status`."""
+    if ctx.replication is None:
+        return {"enabled": False}
+    state = await ctx.replication.state()
+    transfers = state["transfers"]
+    plan = state["plan"] or {}
+    health = plan.get("health", {})
+    return {
+        "enabled": True,
+        "copies": state["copies"],
+        "queued": sum(q["tasks"] for q in transfers["queued"].values()),
+        "queued_bytes": sum(q["bytes"] for q in transfers["queued"].values()),
+        "active": [
+            {k: a[k] for k in ("pid", "class", "bytes_done", "bytes_total", "rate_bytes_per_s")}
+            for a in transfers["active"]
+        ],
+        "failures": len(transfers["failures"]),
+        "window_in_force": transfers["window"]["in_force"],
+        "bytes_received": transfers["totals"]["bytes"],
+        "bytes_served": state["counters"]["served_bytes"],
+        "copies_committed": state["counters"]["committed"],
+        "below_policy": health.get("below_policy", {}),
+        "at_risk": health.get("at_risk", 0),
+        "last_plan_ms": state["last_plan_ms"],
     }
 
 
@@ -177,7 +206,17 @@ def build_admin_app(ctx: NodeContext) -> web.Application:
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
+    async def replication(request: web.Request) -> web.Response:
+        if ctx.replication is None:
+            data: dict[str, Any] = {"enabled": False}
+        else:
+            data = await ctx.replication.state()
+        resp = web.Response(text=dumps(data), content_type="application/json", charset="utf-8")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
     app.router.add_get("/admin/api/v1/status", status)
+    app.router.add_get("/admin/api/v1/replication", replication)
     app.router.add_get("/admin/api/v1/sync", sync)
     app.router.add_get("/admin/api/v1/peers", peers)
     app.on_response_prepare.append(add_security_headers)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -24,6 +24,7 @@ from node.http.problems import RESPONSE_STARTED, Problem
 from protocol.records import FileEntry
 from storage.errors import IntegrityError, StorageError
 from storage.store import Store
+from sync.transfer import TransferError
 
 __all__ = [
     "ByteRange",
@@ -157,9 +158,14 @@ def _select(request: web.Request, entry: FileEntry, etag: str) -> ByteRange | No
 
 
 async def send_file(
-    request: web.Request, store: Store, pid: str, entry: FileEntry
+    request: web.Request,
+    store: Store,
+    pid: str,
+    entry: FileEntry,
+    remote: Callable[[int, int], AsyncIterator[bytes]] | None = None,
 ) -> web.StreamResponse:
-    """Answer GET/HEAD for one file the caller has already allowed the reader to have."""
+    """Answer GET/HEAD for one file the caller has already allowed the reader to have: from the
+    store, or from `remote(start, stop)` (content held by other nodes, verified as it comes)."""
     etag = etag_for(entry)
     selected = _select(request, entry, etag)
     start, stop = (selected.start, selected.stop) if selected else (0, entry.size)
@@ -177,9 +183,17 @@ async def send_file(
         await resp.write_eof()
         return resp
 
-    pieces = store.iter_range(entry, start, stop)
+    pieces = remote(start, stop) if remote is not None else store.iter_range(entry, start, stop)
     try:
-        first = await anext(pieces)  # raises before any header is sent if it is damaged
+        try:
+            first = await anext(pieces)  # raises before any header is sent if it is damaged
+        except TransferError as e:
+            raise Problem(
+                502,
+                "content-unavailable",
+                "Content unavailable",
+                f"No library holding {pid} could deliver it intact just now ({e.message}).",
+            ) from e
         await resp.prepare(request)
         request[RESPONSE_STARTED] = True
         sent = 0
@@ -189,6 +203,10 @@ async def send_file(
             async for piece in pieces:
                 await resp.write(piece)
                 sent += len(piece)
+        except TransferError as e:
+            log.warning("%s of %s aborted mid-stream: %s", entry.path, pid, e.message)
+            _abort(request)
+            return resp
         except StorageError as e:
             log.error(
                 "%s: aborted %s of %s after %d of %d bytes: %s",

@@ -30,6 +30,10 @@ def add_peer_routes(app: web.Application, ctx: NodeContext) -> None:
     hello = peering.server.route(peering.handle_hello, max_body=MAX_HELLO_BYTES)
     app.router.add_post("/peer/v1/hello", hello)
     app.router.add_post("/peer/v1/ping", peering.server.route(peering.handle_ping))
+    routes = []
     if ctx.sync is not None:
-        for path, limit, handler in ctx.sync.routes():
-            app.router.add_post(path, peering.server.route(handler, max_body=limit))
+        routes += ctx.sync.routes()
+    if ctx.replication is not None:
+        routes += ctx.replication.routes()
+    for path, limit, handler in routes:
+        app.router.add_post(path, peering.server.route(handler, max_body=limit))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -263,7 +264,12 @@ class _PublicApi:
         if entry is None:
             raise NotFoundError(f"The record {pid} has no file {path!r}.")
         self._check_rights(record)
-        if not await self.ctx.store.catalogue.is_held(pid):
+        if await self.ctx.store.catalogue.is_held(pid):
+            if self.ctx.replication is not None:
+                await self.ctx.store.holdings.touch(pid)  # cache eviction: least recently used
+            return await content.send_file(request, self.ctx.store, pid, entry)
+        replication = self.ctx.replication
+        if replication is None:
             raise Problem(
                 404,
                 "content-not-held",
@@ -271,7 +277,15 @@ class _PublicApi:
                 f"This node has the catalogue record of {pid} but not its files;"
                 " they are held by the library that catalogued it.",
             )
-        return await content.send_file(request, self.ctx.store, pid, entry)
+        # Open content held elsewhere: streamed from the nearest holder, verified chunk by
+        # chunk, and cached here for the next reader.
+        files = record.files
+
+        def remote(start: int, stop: int) -> AsyncIterator[bytes]:
+            assert replication is not None and entry is not None
+            return replication.stream_remote(pid, files, entry, start, stop)
+
+        return await content.send_file(request, self.ctx.store, pid, entry, remote)
 
     @staticmethod
     def _check_rights(record: CatalogueRecord) -> None:

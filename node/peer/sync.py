@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
@@ -71,6 +71,9 @@ class CatalogueSync:
             on_rejected=peering.rejections.add,
         )
         peering.on_connected = self._connected
+        # Called when records that content replication plans from arrive (catalogue,
+        # holdings, policy, certificates).
+        self.on_change: Callable[[], None] | None = None
 
     async def start(self) -> None:
         await self.engine.start()
@@ -108,6 +111,8 @@ class CatalogueSync:
         self.engine.connected(admitted.leaf.subject.node_id)
 
     async def _applied(self, records: Sequence[SyncRecord]) -> None:
+        if self.on_change is not None:
+            self.on_change()
         for record in records:
             if isinstance(record.body, Revocation):
                 try:

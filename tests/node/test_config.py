@@ -27,6 +27,26 @@ def test_rendered_config_round_trips_with_safe_defaults() -> None:
     assert config.zeroconf is False
     assert config.quota_bytes == 4096 << 30
     assert config.key_file == HOME / "keys" / "node.key"
+    rep = config.replication
+    assert rep.enabled and rep.windows == () and rep.bandwidth_bytes_per_s == 0
+    assert rep.cache_bytes == 64 << 30  # a quarter of the quota, at most 64 GiB
+
+
+def test_replication_settings() -> None:
+    config = parse_config(
+        _data(
+            replication__subscribe=["national-ebooks"],
+            replication__windows=["22:00-06:00", "12:00-13:30"],
+            replication__bandwidth_mbit=100,
+            replication__cache_mib=512,
+        ),
+        HOME,
+    )
+    rep = config.replication
+    assert rep.subscribe == ("national-ebooks",)
+    assert rep.windows == ("22:00-06:00", "12:00-13:30")
+    assert rep.bandwidth_bytes_per_s == 12_500_000
+    assert rep.cache_bytes == 512 << 20
 
 
 @pytest.mark.parametrize(
@@ -52,6 +72,17 @@ def test_rendered_config_round_trips_with_safe_defaults() -> None:
         ({"peers__urls": ["http://a b"]}, "peers.urls"),
         ({"peers__hello_interval_seconds": 0}, "peers.hello_interval_seconds"),
         ({"peers__max_peers": 0}, "peers.max_peers"),
+        ({"replication__interval_seconds": 0}, "replication.interval_seconds"),
+        ({"replication__subscribe": ["Not A Slug"]}, "replication.subscribe"),
+        ({"replication__subscribe": "national-ebooks"}, "replication.subscribe"),
+        ({"replication__cache_mib": -1}, "replication.cache_mib"),
+        ({"replication__cache_mib": 5 << 30}, "replication.cache_mib"),
+        ({"replication__bandwidth_mbit": -5}, "replication.bandwidth_mbit"),
+        ({"replication__windows": ["22:00"]}, "replication.windows"),
+        ({"replication__windows": ["25:00-06:00"]}, "replication.windows"),
+        ({"replication__max_transfers": 0}, "replication.max_transfers"),
+        ({"replication__enabled": "yes"}, "replication.enabled"),
+        ({"replication__speed": 1}, "replication.speed"),
     ],
 )
 def test_bad_values_name_their_key(change: dict[str, object], key: str) -> None:
@@ -61,8 +92,8 @@ def test_bad_values_name_their_key(change: dict[str, object], key: str) -> None:
 
 
 def test_unknown_table_and_remote_admin_opt_in() -> None:
-    with pytest.raises(ConfigError, match=r"\[replication\]"):
-        parse_config({**_data(), "replication": {}}, HOME)
+    with pytest.raises(ConfigError, match=r"\[archive\]"):
+        parse_config({**_data(), "archive": {}}, HOME)
     config = parse_config(
         _data(http__admin_listen="0.0.0.0:8471", http__admin_allow_remote=True), HOME
     )

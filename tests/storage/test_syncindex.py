@@ -412,7 +412,7 @@ async def _schema_2_store(root: Path, records: list[bytes], members: list[bytes]
     try:
         async with db.transaction() as conn:
             for envelope in records:
-                row = _record_row(stored(envelope), now_ms())[:-1]  # without `held`
+                row = _record_row(stored(envelope), now_ms())[:15]  # without `held` and keys
                 await conn.execute(
                     "INSERT INTO records (pid, kind, origin, hlc_wall, hlc_counter, deleted,"
                     " collection, access, embargo_until, title, summary, content_size,"
