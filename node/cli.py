@@ -462,7 +462,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Four libraries, one per tier, each its own daemon process on loopback ports, enrolled down
     the chain and connected; the sample collection is ingested at the county library."""
     from node.cli_membership import cmd_peers
-    from node.demo import DEMO_NODES, Processes, build_network, is_built, wait_until
+    from node.demo import (
+        DEMO_NODES,
+        NATIONAL_COLLECTION,
+        Processes,
+        build_network,
+        is_built,
+        wait_until,
+    )
 
     root, sample = Path(args.home), Path(args.sample)
     if not is_built(root, DEMO_NODES):
@@ -471,7 +478,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"{root} holds an incomplete demo network: remove it (rm -r {root}) and retry"
             )
         _out(f"creating a four-tier demo network in {root}")
-        build_network(root, DEMO_NODES, hello_interval_seconds=5, sync_interval_seconds=5)
+        build_network(
+            root,
+            DEMO_NODES,
+            hello_interval_seconds=5,
+            sync_interval_seconds=5,
+            replication_interval_seconds=10,
+        )
         for spec in DEMO_NODES:
             _out(f"  {spec.tier:<11} {spec.name}  {spec.url}  (home {root / spec.key})")
     county = root / "county"
@@ -494,6 +507,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if rc != EX_OK:
         return rc
+    national_sample = sample.parent / "national" / "collection.csv"
+    if national_sample.exists():
+        _out(f"ingesting the national collection {NATIONAL_COLLECTION} at the national library")
+        rc = cmd_ingest(
+            argparse.Namespace(
+                home=str(root / "national"), paths=[str(national_sample)], collection=None,
+                access=None, embargo_until=None, rights=None, license=None, json=False,
+                quiet=True,
+            )
+        )  # fmt: skip
+        if rc != EX_OK:
+            return rc
     configs = {spec.key: load_config(root / spec.key) for spec in DEMO_NODES}
     homes = [root / spec.key for spec in DEMO_NODES]
 
@@ -523,10 +548,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _out("")
         _demo_catalogue_sync(root, county, configs, processes)
         _out("")
+        _demo_replication(root, configs, processes)
+        _out("")
         _out("siku demo network is running. Try:")
         _out(f"  search     {c.listen.url()}/search?q=县志   (the county library's catalogue)")
         _out(f"  national   {national.listen.url()}/search?q=敦煌   (the same, synced)")
         _out(f"  sync       .venv/bin/siku status --home {root / 'national'}")
+        _out(f"  copies     .venv/bin/siku status --home {root / 'provincial'}")
         _out(f"  API        {c.listen.url()}/api/v1/search?q=dunhuang")
         _out(f"  peers      .venv/bin/siku peers --home {root / 'national'}")
         _out(f"  status     .venv/bin/siku status --home {county}")
@@ -598,6 +626,48 @@ def _demo_catalogue_sync(
     wait_until(lambda: not _public_search(national, query), 60, "the deletion at national")
     _out(f"  deleted it at the county: gone from the national node after"
          f" {time.monotonic() - started:.1f} s")  # fmt: skip
+
+
+def _demo_replication(root: Path, configs: dict[str, Config], processes: Any) -> None:
+    """Show replication: every resource of the county reaches the copies the policy asks for
+    (≥ 3, one at a higher tier of Gansu, one outside it), and the national lectures reach the
+    county, which subscribes to them."""
+    from node.demo import NATIONAL_COLLECTION, wait_until
+
+    async def replication(config: Config) -> dict[str, Any] | None:
+        status = await _daemon_status(config)
+        return None if status is None else dict(status.get("replication") or {})
+
+    started = time.monotonic()
+
+    def settled() -> bool:
+        processes.check_alive()
+        states = [asyncio.run(replication(c)) for c in configs.values()]
+        if any(s is None or not s.get("enabled") for s in states):
+            return False
+        # The county holds nothing of other libraries but the national lectures: as
+        # subscriptions, or as preservation copies where the policy placed them there.
+        county = asyncio.run(replication(configs["county"])) or {}
+        subscribed = sum(c["copies"] for c in county.get("copies", {}).values())
+        return (
+            all(s is not None and not s["queued"] and not s["active"] for s in states)
+            and all(s is not None and s["last_plan_ms"] for s in states)
+            and not any(
+                sum(s["below_policy"].values()) or s["at_risk"] for s in states if s is not None
+            )
+            and subscribed >= 3
+        )
+
+    wait_until(settled, 180, "replication to meet the policy", interval=1.0)
+    _out(
+        f"replication: after {time.monotonic() - started:.0f} s every resource meets the policy"
+        " (≥ 3 copies, one at a higher tier of its province, one outside it), and the county"
+        f" holds the national collection {NATIONAL_COLLECTION} it subscribes to"
+    )
+    for key in ("county", "municipal", "provincial", "national"):
+        _out("")
+        _out(f"$ siku status --home {root / key}    # {configs[key].tier}")
+        cmd_status(argparse.Namespace(home=str(root / key), json=False))
 
 
 async def _peers_of(config: Config) -> list[dict[str, Any]] | None:

@@ -1,4 +1,5 @@
-"""`siku network init`, `siku enroll request|approve|accept|revoke|import` and `siku peers`."""
+"""`siku network init|policy`, `siku enroll request|approve|accept|revoke|import` and
+`siku peers`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +35,8 @@ from node.home import with_store
 from node.keys import load_admin_token, load_identity
 from node.network import NetworkDescription, load_network
 from protocol.errors import ProtocolError
+from protocol.hlc import Hlc
+from protocol.holdings import ReplicationPolicy, decode_policy, sign_policy
 from protocol.identity import public_key_bytes
 from protocol.membership import (
     KIND_REVOCATION,
@@ -40,10 +44,12 @@ from protocol.membership import (
     decode_revocation,
     encode_bundle,
 )
-from protocol.records import encode_envelope
+from protocol.records import decode_envelope, encode_envelope
 from storage.store import Store
 
 __all__ = ["add_membership_parsers", "cmd_peers", "daemon_peers"]
+
+MAX_POLICY_FILE_BYTES = 64 * 1024
 
 PEERS_TIMEOUT_SECONDS = 5.0
 
@@ -61,7 +67,7 @@ def _network_of(config: Config) -> NetworkDescription:
     return load_network(config.network_file)
 
 
-# --- network init -------------------------------------------------------------------------------
+# --- network init, policy ---------------------------------------------------------------------
 
 
 def cmd_network_init(args: argparse.Namespace) -> int:
@@ -75,6 +81,72 @@ def cmd_network_init(args: argparse.Namespace) -> int:
 
 
 # --- enroll -------------------------------------------------------------------------------------
+
+
+def cmd_network_policy(args: argparse.Namespace) -> int:
+    """Sign the network's replication policy with the root key (--root-key, --network), or take
+    one signed before (--import FILE); keep it at --home, whose daemon passes it on."""
+    config: Config | None
+    if args.import_file:
+        if not args.home:
+            raise EnrolmentError("--import needs --home: the node that keeps and passes it on")
+        config = load_config(Path(args.home))
+        network = _network_of(config)
+        source = Path(args.import_file)
+        if source.stat().st_size > MAX_POLICY_FILE_BYTES:
+            raise EnrolmentError(f"{source} is too large to be a policy record")
+        envelope = source.read_bytes()
+    else:
+        if not (args.root_key and args.network):
+            raise EnrolmentError("signing a policy needs --root-key and --network")
+        network = load_network(Path(args.network))
+        root = load_root_key(Path(args.root_key), network)
+        now = int(time.time() * 1000)
+        try:
+            policy = ReplicationPolicy(
+                network.id,
+                Hlc(now),
+                args.copies,
+                args.higher_in_province,
+                args.outside_province,
+            )
+        except ProtocolError as e:
+            raise EnrolmentError(f"policy: {e.message}") from e
+        envelope = encode_envelope(sign_policy(policy, root.key))
+        config = load_config(Path(args.home)) if args.home else None
+    try:
+        signed = decode_envelope(envelope)
+        policy = decode_policy(signed)
+    except ProtocolError as e:
+        raise EnrolmentError(f"not a valid policy record: {e.message}") from e
+    if signed.signer != network.root_public_key or policy.network != network.id:
+        raise EnrolmentError(f"this policy is not signed by the root of network {network.name!r}")
+    rules = (
+        f"at least {policy.min_copies} copies of every resource, {policy.min_higher_in_province}"
+        f" at a higher tier of its province, {policy.min_outside_province} outside it"
+    )
+    if config is not None:
+
+        async def keep(store: Store) -> bool:
+            held = await store.holdings.policy_envelope()
+            if held is not None:
+                old = decode_policy(decode_envelope(held))
+                if (old.version, held) >= (policy.version, envelope):
+                    return False
+            await store.holdings.put_policy(envelope, policy.version.wall_ms, local=True)
+            return True
+
+        if with_store(config, keep):
+            _out(f"network policy kept at {config.home}: {rules}")
+            _out("  its daemon passes it to every node")
+        else:
+            _out(f"{config.home} already holds this policy or a newer one: nothing changed")
+    if args.out:
+        write_file(Path(args.out), envelope)
+        _out(f"written {args.out}: keep it at a node with siku network policy --import FILE")
+    if config is None and not args.out:
+        raise EnrolmentError("say where the policy goes: --home (a node) or --out (a file)")
+    return 0
 
 
 def cmd_enroll_request(args: argparse.Namespace) -> int:
@@ -335,6 +407,18 @@ def add_membership_parsers(sub: Any, home: Callable[[argparse.ArgumentParser], N
         "--ark-naan", default="99999", help="the network's ARK NAAN (default 99999, test)"
     )
     q.set_defaults(fn=cmd_network_init)
+    q = nsub.add_parser("policy", help="sign the network's replication policy (root key)")
+    q.add_argument("--root-key", help="the network root key")
+    q.add_argument("--network", help="network.toml, with --root-key")
+    q.add_argument("--copies", type=int, default=3, help="copies of every resource (3)")
+    q.add_argument(
+        "--higher-in-province", type=int, default=1, help="copies at a higher tier, same province"
+    )
+    q.add_argument("--outside-province", type=int, default=1, help="copies in another province")
+    q.add_argument("--home", help="node that keeps the policy and passes it on")
+    q.add_argument("--out", help="also write the signed policy to this file")
+    q.add_argument("--import", dest="import_file", help="keep a policy signed earlier (file)")
+    q.set_defaults(fn=cmd_network_policy)
 
     p = sub.add_parser("enroll", help="join the network: request, approve, accept, revoke")
     esub = p.add_subparsers(dest="enroll_command", required=True, metavar="COMMAND")

@@ -49,6 +49,7 @@ from protocol.records import (
     decode_envelope,
     encode_envelope,
 )
+from protocol.status import STATUS_HEARTBEAT_MS, NodeStatus, sign_status
 from storage.errors import StorageError
 from storage.store import Store
 from sync.content import StoreChunkSink
@@ -77,9 +78,12 @@ __all__ = ["Replication"]
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_TASKS = 512  # planned fetches handed to the engine at once (the rest next round)
-PUBLISH_DELAY_SECONDS = 1.0  # changes to this node's holdings are gathered this long
+PUBLISH_DELAY_SECONDS = 1.0
+DIRTY_POLL_SECONDS = 5.0  # changes to this node's holdings are gathered this long
 SETTLE_SECONDS = 2.0  # a plan is made this soon after the catalogue or holdings change
 GC_BATCH = 10_000
+STATUS_MIN_INTERVAL_MS = 60_000  # a changed status is republished at most this often (unless
+# its full flag flips, which placement elsewhere depends on)
 
 
 @dataclass
@@ -131,6 +135,9 @@ class Replication:
         self._members: dict[str, Member] = {}
         self._planned: dict[str, TransferTask] = {}
         self._on_demand: dict[str, TransferTask] = {}  # whole resources a reader started
+        # What the last status said: quota, used, full, held, deferred bytes, behind, verified.
+        self._status: tuple[int, int, bool, int, int, int, int] | None = None
+        self._status_ms = 0
         self._change = asyncio.Event()
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()  # commits, drops and garbage collection, one at a time
@@ -178,7 +185,9 @@ class Replication:
         await self.publish(full=True)  # what a crash or the CLI left unpublished
         while True:
             try:
-                async with asyncio.timeout(30.0):
+                # Also polled: ingest and `siku delete` run in other processes and mark keys
+                # dirty in the store only.
+                async with asyncio.timeout(DIRTY_POLL_SECONDS):
                     await self._dirty.wait()
                 await asyncio.sleep(PUBLISH_DELAY_SECONDS)
             except TimeoutError:
@@ -278,10 +287,26 @@ class Replication:
         settings = Settings(
             self.config.quota_bytes, self.rc.cache_bytes, frozenset(self.rc.subscribe)
         )
+        # Nodes out of room (their own status records say so) get no new copies. This node's
+        # own flag is left out: it plans with its own quota, and counting itself full would
+        # make it stop deferring, then clear its flag, then be chosen again, and so on.
+        full = frozenset(
+            ids[k] for k in await self.store.holdings.full_nodes() if k in ids and ids[k] != me
+        )
         result = await asyncio.to_thread(
-            plan, me, members.values(), policy, settings, resources, holders, local, dt.date.today()
+            plan,
+            me,
+            members.values(),
+            policy,
+            settings,
+            resources,
+            holders,
+            local,
+            dt.date.today(),
+            full,
         )
         await self._act(result, copies, content)
+        await self._publish_status(result, len(local), copies)
         self.last_plan = result
         self.last_plan_ms = int(time.time() * 1000)
         self.plan_seconds = time.monotonic() - started
@@ -290,7 +315,14 @@ class Replication:
 
     async def _act(self, result: Plan, copies: dict[str, Any], content: dict[str, bytes]) -> None:
         tasks: list[TransferTask] = []
-        for want in result.fetch[:MAX_QUEUED_TASKS]:
+        reachable = set(self.peering.connected_peers())
+        for want in result.fetch:
+            if len(tasks) >= MAX_QUEUED_TASKS:
+                break
+            if not reachable.intersection(want.sources):
+                # Its holders' pages have not arrived yet, or none is connected: planned again
+                # when one connects (`connected`), rather than failed and retried a minute on.
+                continue
             task = self._planned.get(want.pid)
             if task is None or task.klass != want.klass or task.priority != want.priority:
                 task = await self._task(
@@ -318,9 +350,16 @@ class Replication:
                     log.info("pid=%s copy dropped: no longer needed here", pid)
                     self._dirty.set()
             protected = {c.digest for t in self.transfers_tasks() for c in t.chunks}
-            freed, size = await self.store.holdings.collect_garbage(
-                self.store.chunks, protected, GC_BATCH
-            )
+            # Never while an ingest runs (siku ingest, another process): it could find a
+            # doomed chunk still in place, skip writing it, and refer to it.
+            async with self.store.try_exclusive("ingest") as free:
+                freed, size = (
+                    await self.store.holdings.collect_garbage(
+                        self.store.chunks, protected, GC_BATCH
+                    )
+                    if free
+                    else (0, 0)
+                )
             if freed:
                 self.counters.collected_chunks += freed
                 self.counters.collected_bytes += size
@@ -398,6 +437,32 @@ class Replication:
             self.counters.pages_published += len(result.applied)
             log.info("published %d holdings pages", len(result.applied))
         return len(envelopes)
+
+    async def _publish_status(self, result: Plan, held: int, copies: dict[str, Any]) -> None:
+        """Tell the network this node's space and state, when it changed (or as a heartbeat)."""
+        now = int(time.time() * 1000)
+        full = result.deferred_for_quota[0] > 0
+        verified = [c.verified_ms for c in copies.values()]
+        said = (
+            self.config.quota_bytes,
+            await self.store.bytes_used(),
+            full,
+            held,
+            result.deferred_for_quota[1],
+            self.sync.engine.behind(),
+            min(verified) // 1000 if verified else 0,
+        )
+        last = self._status
+        due = now - self._status_ms >= STATUS_HEARTBEAT_MS
+        recent = now - self._status_ms < STATUS_MIN_INTERVAL_MS
+        if last is not None and not due and (said == last or (last[2] == full and recent)):
+            return
+        version = await self.store.catalogue.next_version(now)
+        status = NodeStatus(self.identity.public_key, version, *said)
+        envelope = encode_envelope(sign_status(status, self.identity.key))
+        result_ = await self.sync.engine.apply([envelope], None)
+        if result_.applied:
+            self._status, self._status_ms = said, now
 
     # --- readers ---------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ MAX_REQUEST_BYTES = MAX_CHUNKS * (DIGEST_BYTES + 2) + 64
 def encode_chunk_request(digests: Sequence[bytes], max_bytes: int) -> bytes:
     if len(digests) > MAX_CHUNKS or any(len(d) != DIGEST_BYTES for d in digests):
         raise ValueError(f"at most {MAX_CHUNKS} digests of {DIGEST_BYTES} bytes")
+    if type(max_bytes) is not int or max_bytes <= 0:
+        raise ValueError("max_bytes is a positive integer")
     return canonical_pack([CONTENT_VERSION, max_bytes, list(digests)])
 
 
@@ -85,11 +87,12 @@ def decode_chunks(data: bytes, asked: int) -> list[bytes]:
     if not (
         isinstance(value, list)
         and len(value) == 2
-        and value[0] == CONTENT_VERSION
         and type(value[0]) is int
         and isinstance(value[1], list)
     ):
         raise DecodeError("chunk answer is not [version, chunks]")
+    if value[0] != CONTENT_VERSION:
+        raise UnsupportedVersionError(f"chunk answer version {value[0]}")
     chunks = value[1]
     if len(chunks) > asked or not all(isinstance(c, bytes) for c in chunks):
         raise DecodeError("chunk answer has more chunks than asked, or one is not bytes")

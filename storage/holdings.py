@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from protocol.holdings import KIND_HOLDINGS, KIND_POLICY, Holding, content_key, pid_key
 from protocol.records import CatalogueRecord, decode_catalogue
+from protocol.status import KIND_STATUS
 from storage.chunks import ChunkStore
 from storage.database import Database, translate_errors
 from storage.errors import StorageError
@@ -29,11 +30,17 @@ __all__ = [
     "HoldingsStore",
     "ResourceRow",
     "holdings_ref",
+    "status_ref",
 ]
 
 COPY_CLASSES = ("preservation", "subscription", "cache")
 POLICY_REF = "policy"
 _BATCH = 500
+
+
+def status_ref(node: bytes) -> str:
+    """A node status record's place, as `sync_items.ref` names it."""
+    return f"{KIND_STATUS}/{node.hex()}"
 
 
 def holdings_ref(holder: bytes, page: int) -> str:
@@ -134,6 +141,44 @@ class HoldingsStore:
         async with self.db.conn.execute("SELECT envelope FROM policy WHERE id = 1") as cur:
             row = await cur.fetchone()
         return bytes(row[0]) if row else None
+
+    @translate_errors
+    async def put_status(
+        self, envelope: bytes, node: bytes, wall: int, counter: int, full: bool, *, local: bool
+    ) -> None:
+        ref = status_ref(node)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR REPLACE INTO node_status (node, hlc_wall, hlc_counter, full, envelope)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (node, wall, counter, int(full), envelope),
+            )
+            await conn.execute(
+                "DELETE FROM sync_items WHERE kind = ? AND ref = ?", (KIND_STATUS, ref)
+            )
+            await conn.execute(
+                "INSERT INTO sync_items (id, ts, kind, ref, local) VALUES (?, ?, ?, ?, ?)",
+                (hashlib.sha256(envelope).digest(), wall, KIND_STATUS, ref, int(local)),
+            )
+
+    @translate_errors
+    async def status_envelope(self, node: bytes) -> bytes | None:
+        async with self.db.conn.execute(
+            "SELECT envelope FROM node_status WHERE node = ?", (node,)
+        ) as cur:
+            row = await cur.fetchone()
+        return bytes(row[0]) if row else None
+
+    @translate_errors
+    async def status_envelopes(self) -> list[bytes]:
+        async with self.db.conn.execute("SELECT envelope FROM node_status") as cur:
+            return [bytes(e) for (e,) in await cur.fetchall()]
+
+    @translate_errors
+    async def full_nodes(self) -> set[bytes]:
+        """Nodes whose newest status says they have no room for the copies placed there."""
+        async with self.db.conn.execute("SELECT node FROM node_status WHERE full = 1") as cur:
+            return {bytes(n) for (n,) in await cur.fetchall()}
 
     # --- what the planner reads -------------------------------------------------------------
 
@@ -251,18 +296,18 @@ class HoldingsStore:
     async def reclassify(self, pid: str, klass: str, *, dark: bool) -> None:
         if klass not in COPY_CLASSES:
             raise ValueError(f"copy class {klass!r}")
-        await self.db.conn.execute(
-            "UPDATE copies SET class = ?, dark = ? WHERE pid = ?", (klass, int(dark), pid)
-        )
-        await self.db.conn.commit()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE copies SET class = ?, dark = ? WHERE pid = ?", (klass, int(dark), pid)
+            )
 
     @translate_errors
     async def touch(self, pid: str) -> None:
         """A reader used the copy (cache eviction is least recently used first)."""
-        await self.db.conn.execute(
-            "UPDATE copies SET last_used_ms = ? WHERE pid = ?", (int(time.time() * 1000), pid)
-        )
-        await self.db.conn.commit()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE copies SET last_used_ms = ? WHERE pid = ?", (int(time.time() * 1000), pid)
+            )
 
     @translate_errors
     async def drop_copy(self, pid: str) -> bool:
@@ -294,23 +339,32 @@ class HoldingsStore:
         self, chunks: ChunkStore, protected: Iterable[bytes] = (), limit: int = 10_000
     ) -> tuple[int, int]:
         """Delete up to `limit` chunks no held record refers to: (chunks, bytes) freed. Chunks in
-        `protected` (a transfer in progress needs them) stay."""
+        `protected` (a transfer in progress needs them) stay. The caller keeps ingest out
+        meanwhile (Store.exclusive("ingest")): an ingest finding a doomed file still in place
+        would not write it again, and then refer to it."""
         keep = set(protected)
         async with self.db.conn.execute(
-            "SELECT digest, size FROM chunks WHERE refs <= 0 LIMIT ?", (limit,)
+            "SELECT digest FROM chunks WHERE refs <= 0 LIMIT ?", (limit + len(keep),)
         ) as cur:
-            rows = [(bytes(d), int(s)) for d, s in await cur.fetchall()]
-        doomed = [(d, s) for d, s in rows if d not in keep]
-        if not doomed:
+            candidates = [bytes(d) for (d,) in await cur.fetchall() if bytes(d) not in keep]
+        if not candidates:
             return 0, 0
-        # The row goes first: a crash between the two leaves an unreferenced file (harmless,
-        # re-verified if ever needed again), never a row whose file is gone.
+        # Rows first, and only rows still unreferenced inside the transaction (a record may
+        # have taken a chunk up again since the read): a crash between the two leaves an
+        # unreferenced file (harmless), never a row whose file is gone.
+        doomed: list[bytes] = []
+        size = 0
         async with self.db.transaction() as conn:
-            await conn.executemany(
-                "DELETE FROM chunks WHERE digest = ? AND refs <= 0", [(d,) for d, _ in doomed]
-            )
-        removed = await asyncio.to_thread(_remove_chunks, chunks, [d for d, _ in doomed])
-        return removed, sum(s for d, s in doomed)
+            for digest in candidates[:limit]:
+                async with conn.execute(
+                    "DELETE FROM chunks WHERE digest = ? AND refs <= 0 RETURNING size", (digest,)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    doomed.append(digest)
+                    size += int(row[0])
+        removed = await asyncio.to_thread(_remove_chunks, chunks, doomed)
+        return removed, size
 
     # --- this node's own pages ----------------------------------------------------------------
 

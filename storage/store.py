@@ -86,6 +86,21 @@ class Store:
         finally:
             os.close(fd)  # releases the lock
 
+    @asynccontextmanager
+    async def try_exclusive(self, name: str) -> AsyncIterator[bool]:
+        """`exclusive` without waiting: the block runs with True if the lock was free (and is
+        held meanwhile), with False if another holder has it."""
+        fd = os.open(self.settings.root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
     async def iter_range(self, entry: FileEntry, start: int, stop: int) -> AsyncIterator[bytes]:
         """Verified bytes [start, stop) of a file, one slice per chunk, read in a worker thread.
 

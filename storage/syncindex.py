@@ -21,6 +21,7 @@ from protocol.membership import (
 )
 from protocol.reconcile import SortedItems
 from protocol.records import KIND_CATALOGUE, decode_envelope
+from protocol.status import KIND_STATUS
 from storage.database import Database, translate_errors
 from storage.membership import membership_ref
 
@@ -154,6 +155,9 @@ class SyncIndex:
                 args: tuple[object, ...] = (bytes.fromhex(holder), int(page))
             elif kind == KIND_POLICY:
                 query, args = "SELECT envelope FROM policy WHERE id = 1", ()
+            elif kind == KIND_STATUS:
+                query = "SELECT envelope FROM node_status WHERE node = ?"
+                args = (bytes.fromhex(ref.split("/")[1]),)
             else:
                 _, subject, signer = ref.split("/")
                 query = (
@@ -200,7 +204,8 @@ class SyncIndex:
         """Give every record stored before migration 0003 its item (a no-op once done)."""
         async with self.db.conn.execute(
             "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM membership)"
-            " + (SELECT count(*) FROM holding_pages) + (SELECT count(*) FROM policy),"
+            " + (SELECT count(*) FROM holding_pages) + (SELECT count(*) FROM policy)"
+            " + (SELECT count(*) FROM node_status),"
             " (SELECT count(*) FROM sync_items)"
         ) as cur:
             row = await cur.fetchone()

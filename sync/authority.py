@@ -17,6 +17,7 @@ and reconciliation converges:
 - holdings: a page of its holder's own holdings (signed by the holder, protocol.holdings), whose
   certificate is held, cut into the page count of the holder's tier, dated within it.
 - policy: signed by the network root, for this network.
+- status: a node's own status (signed by it), whose certificate is held, dated within it.
 
 A record whose issuer or origin certificate is not held yet is deferred, not rejected: it is
 neither stored nor blamed on the sender, and arrives again with the next reconciliation, after
@@ -33,6 +34,7 @@ from protocol.holdings import PAGES_BY_TIER, HoldingsPage, ReplicationPolicy
 from protocol.identity import node_id
 from protocol.membership import ROOT, Certificate, Revocation, check_issuer
 from protocol.records import CatalogueRecord
+from protocol.status import NodeStatus
 from sync.records import Order, SyncRecord
 
 __all__ = ["Authority", "Deferred", "Rejected"]
@@ -113,6 +115,12 @@ class Authority:
             self._judge_catalogue(body, record.signed.signer, held_origin)
         elif isinstance(body, HoldingsPage):
             self._judge_holdings(body)
+        elif isinstance(body, NodeStatus):
+            nodes = self._held(body.node)
+            if not nodes:
+                raise Deferred("status of a node not certified yet", body.node)
+            if body.version.wall_ms > max(c.not_after_ms for c in nodes):
+                raise Rejected("status dated after its node's certificate")
         elif isinstance(body, ReplicationPolicy):
             if record.signed.signer != self.root:
                 raise Rejected("a replication policy not signed by the network root")

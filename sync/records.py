@@ -32,6 +32,7 @@ from protocol.records import (
     decode_catalogue,
     decode_envelope,
 )
+from protocol.status import KIND_STATUS, NodeStatus, decode_status
 from storage.membership import membership_ref
 
 __all__ = [
@@ -44,7 +45,14 @@ __all__ = [
     "record_id",
 ]
 
-SYNCED_KINDS = (KIND_CATALOGUE, KIND_CERTIFICATE, KIND_REVOCATION, KIND_HOLDINGS, KIND_POLICY)
+SYNCED_KINDS = (
+    KIND_CATALOGUE,
+    KIND_CERTIFICATE,
+    KIND_REVOCATION,
+    KIND_HOLDINGS,
+    KIND_POLICY,
+    KIND_STATUS,
+)
 POLICY_REF = "policy"
 
 # Which version of a slot wins: the greater order. Every node computes the same order for the
@@ -73,13 +81,13 @@ def catalogue_order(record: CatalogueRecord, id_: bytes) -> Order:
 class SyncRecord:
     kind: str
     # catalogue: the pid; membership: kind/subject/signer (storage.membership_ref); holdings:
-    # holdings/holder/page (holdings_ref); the policy: "policy"
+    # holdings/holder/page (holdings_ref); the policy: "policy"; status/node
     slot: str
     order: Order
     item: Item
     envelope: bytes
     signed: SignedRecord
-    body: CatalogueRecord | Certificate | Revocation | HoldingsPage | ReplicationPolicy
+    body: CatalogueRecord | Certificate | Revocation | HoldingsPage | ReplicationPolicy | NodeStatus
 
     @property
     def id(self) -> bytes:
@@ -92,7 +100,7 @@ def decode_record(envelope: bytes) -> SyncRecord:
     if len(envelope) > MAX_RECORD_BYTES:
         raise DecodeError(f"record larger than {MAX_RECORD_BYTES} bytes")
     signed = decode_envelope(envelope)
-    body: CatalogueRecord | Certificate | Revocation | HoldingsPage | ReplicationPolicy
+    body: CatalogueRecord | Certificate | Revocation | HoldingsPage | ReplicationPolicy | NodeStatus
     if signed.kind == KIND_CATALOGUE:
         _, catalogue = decode_catalogue(signed, delegated=True)  # sync.authority judges
         body = catalogue
@@ -123,6 +131,12 @@ def decode_record(envelope: bytes) -> SyncRecord:
         slot = POLICY_REF
         ts = policy.version.wall_ms
         order = (0, ts, policy.version.counter, b"", record_id(envelope))
+    elif signed.kind == KIND_STATUS:
+        status = decode_status(signed)
+        body = status
+        slot = f"{KIND_STATUS}/{status.node.hex()}"
+        ts = status.version.wall_ms
+        order = (0, ts, status.version.counter, status.node, record_id(envelope))
     else:
         raise ValidationError(f"records of kind {signed.kind!r} are not synced")
     if not 0 <= ts < MAX_TIMESTAMP:

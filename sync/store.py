@@ -9,6 +9,7 @@ from protocol.holdings import HoldingsPage, ReplicationPolicy
 from protocol.membership import KIND_CERTIFICATE, Certificate, Revocation
 from protocol.reconcile import Storage
 from protocol.records import CatalogueRecord, canonical_unpack, decode_envelope
+from protocol.status import NodeStatus
 from storage.catalogue import StoredRecord
 from storage.store import Store
 from sync.records import Order, SyncRecord, decode_record, record_id
@@ -53,6 +54,10 @@ class StoreRecords:
                     fields = canonical_unpack(held.body, "holdings body")
                     order = (0, fields[4], fields[5], body.holder, record_id(envelope))
                     out[record.slot] = (order, None)
+            elif isinstance(body, NodeStatus) and record.slot not in out:
+                envelope = await self._store.holdings.status_envelope(body.node)
+                if envelope is not None:
+                    out[record.slot] = (decode_record(envelope).order, None)
             elif isinstance(body, ReplicationPolicy) and record.slot not in out:
                 envelope = await self._store.holdings.policy_envelope()
                 if envelope is not None:
@@ -84,6 +89,11 @@ class StoreRecords:
                 )
             elif isinstance(body, ReplicationPolicy):
                 await self._store.holdings.put_policy(r.envelope, r.item.timestamp, local=False)
+            elif isinstance(body, NodeStatus):
+                v = body.version
+                await self._store.holdings.put_status(
+                    r.envelope, body.node, v.wall_ms, v.counter, body.full, local=False
+                )
         pages = [
             (
                 r.envelope,

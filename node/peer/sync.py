@@ -109,6 +109,8 @@ class CatalogueSync:
         chain = [encode_envelope(c) for c in admitted.chain]
         await self.engine.apply(chain, None, gossip=False)
         self.engine.connected(admitted.leaf.subject.node_id)
+        if self.on_change is not None:
+            self.on_change()  # a holder may be reachable now
 
     async def _applied(self, records: Sequence[SyncRecord]) -> None:
         if self.on_change is not None:

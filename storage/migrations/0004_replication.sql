@@ -1,5 +1,5 @@
 -- 0004: content replication. Holdings pages (every node's, this one's included), the network's
--- replication policy, the copies this node keeps of other libraries' content, and the keys
+-- replication policy, node status records, the copies this node keeps of other libraries' content, and the keys
 -- that tie catalogue records to holdings.
 
 -- Signed holdings pages exactly as verified (protocol.holdings), one per (holder, page).
@@ -29,6 +29,15 @@ CREATE TABLE policy (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     envelope BLOB    NOT NULL
 );
+
+-- Every node's newest signed status record (protocol.status): space, holdings, lag.
+CREATE TABLE node_status (
+    node        BLOB    PRIMARY KEY,
+    hlc_wall    INTEGER NOT NULL,
+    hlc_counter INTEGER NOT NULL,
+    full        INTEGER NOT NULL CHECK (full IN (0, 1)),
+    envelope    BLOB    NOT NULL
+) WITHOUT ROWID;
 
 -- Content this node holds for the network rather than from its own ingest: records.held = 1
 -- with a row here. (Held records without one are the library's own collection.)

@@ -31,6 +31,7 @@ from tests.bench.common import (
 )
 from tests.bench.ingest_files import run_ingest_files
 from tests.bench.peer import run_peer
+from tests.bench.replication import run_replication
 from tests.bench.report import render, write_json
 from tests.bench.search import run_search
 from tests.bench.sync import run_sync
@@ -58,7 +59,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--keep", action="store_true", help="keep data sets and node homes")
     parser.add_argument(
         "--only",
-        choices=("files", "catalogue", "search", "peer", "sync", "sync-initial", "profile"),
+        choices=(
+            "files",
+            "catalogue",
+            "search",
+            "peer",
+            "sync",
+            "sync-initial",
+            "replication",
+            "profile",
+        ),
         help="one benchmark (search ingests first; profile implies --profile)",
     )
     parser.add_argument("--budget", type=float, help="seconds of repeats per benchmark")
@@ -148,6 +158,9 @@ def run(settings: Settings, only: str | None, budget: float) -> Outcome:
     if only in (None, "sync-initial"):  # sync (d), tests/bench/sync_initial.py: two daemons
         log("initial sync benchmark (source store cached in WORKDIR/sync-initial)")
         guarded("sync (d)", lambda: run_sync_initial(settings.workdir, settings.quick, repeat))
+    if only in (None, "replication"):  # tests/bench/replication.py: siku vs rsync, syncthing
+        log("replication benchmark (data sets cached in WORKDIR/replication)")
+        guarded("replication", lambda: run_replication(settings, repeat))
     if settings.profile:
         log(f"cProfile of an in-process ingest of {settings.profile_records:,} rows")
         try:

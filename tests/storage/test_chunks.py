@@ -588,3 +588,202 @@ def test_put_of_a_damaged_chunk_repairs_it(store: FileChunkStore, tmp_path: Path
     assert len(list((tmp_path / "chunks" / "quarantine").iterdir())) == 1
     # An intact chunk is left alone.
     assert store.put(digest, data) is False
+
+
+# --- put_many and remove ------------------------------------------------------------------------
+
+
+def blobs(n: int, size: int = 3000, tag: bytes = b"") -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        data = tag + b"%d:" % i + os.urandom(size)
+        out.append((digest_of(data), data))
+    return out
+
+
+def test_put_many_stores_a_batch_and_counts_what_is_new(store: FileChunkStore) -> None:
+    batch = blobs(30)
+    assert store.put_many(batch) == 30
+    for digest, data in batch:
+        assert store.get(digest) == data
+        assert store.size(digest) == len(data)
+    assert sorted(store.iter_digests()) == sorted(d for d, _ in batch)
+    assert store.put_many(batch) == 0  # all there already
+    more = blobs(5, tag=b"more")
+    assert store.put_many(batch[:3] + more) == 5
+    assert store.put_many([]) == 0
+    assert temp_files(Path(store.root)) == []
+
+
+def test_put_many_counts_a_chunk_repeated_in_its_batch_once(store: FileChunkStore) -> None:
+    (one,) = blobs(1)
+    memory = (one[0], memoryview(one[1]))
+    assert store.put_many([one, memory, one]) == 1
+    assert store.get(one[0]) == one[1]
+    assert temp_files(Path(store.root)) == []
+    assert store.put(one[0], one[1]) is False
+
+
+def test_put_many_accepts_empty_and_memoryview_chunks(store: FileChunkStore) -> None:
+    data = os.urandom(100)
+    assert store.put_many([(digest_of(b""), b""), (digest_of(data), memoryview(data))]) == 2
+    assert store.get(digest_of(b"")) == b""
+    assert store.get(digest_of(data)) == data
+
+
+@pytest.mark.skipif(storage.chunks._SYNCFS is None, reason="no syncfs(2) here")
+def test_put_many_makes_one_durability_call_per_batch(
+    store: FileChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = storage.chunks._SYNCFS
+    assert real is not None
+    syncs: list[int] = []
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_syncfs(fd: int) -> int:
+        syncs.append(fd)
+        return real(fd)
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage.chunks, "_SYNCFS", counting_syncfs)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    batch = blobs(50)
+    assert store.put_many(batch) == 50
+    assert (len(syncs), len(fsyncs)) == (1, 0)
+    assert store.put_many(batch) == 0
+    assert len(syncs) == 1  # nothing new: no barrier at all
+    assert store.put_many([]) == 0
+    assert len(syncs) == 1
+    # The new names' folders are left for the caller's flush, as with put.
+    store.flush()
+    assert len(syncs) == 2
+    store.flush()
+    assert len(syncs) == 2
+
+
+def test_put_many_without_syncfs_fsyncs_each_new_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    with FileChunkStore(tmp_path / "chunks", use_syncfs=False) as plain:
+        batch = blobs(7)
+        plain.put(*batch[0])
+        monkeypatch.setattr(os, "fsync", counting_fsync)
+        assert plain.put_many(batch) == 6
+        assert len(fsyncs) == 6
+        monkeypatch.undo()
+        for digest, data in batch:
+            assert plain.get(digest) == data
+
+
+@pytest.mark.skipif(storage.chunks._SYNCFS is None, reason="no syncfs(2) here")
+def test_a_failed_batch_barrier_links_nothing_and_leaves_no_temp_file(
+    store: FileChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    batch = blobs(10)
+    monkeypatch.setattr(storage.chunks, "_SYNCFS", failing)
+    with pytest.raises(StorageError, match="batch"):
+        store.put_many(batch)
+    monkeypatch.undo()
+    assert not any(store.has(d) for d, _ in batch)
+    assert temp_files(Path(store.root)) == []
+    assert store.put_many(batch) == 10
+
+
+@pytest.mark.skipif(storage.chunks._SYNCFS is None, reason="no syncfs(2) here")
+def test_a_full_disk_during_a_batch_is_a_quota_error(
+    store: FileChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int) -> int:
+        ctypes.set_errno(errno.ENOSPC)
+        return -1
+
+    monkeypatch.setattr(storage.chunks, "_SYNCFS", full)
+    with pytest.raises(QuotaExceededError):
+        store.put_many(blobs(2))
+    monkeypatch.undo()
+    assert temp_files(Path(store.root)) == []
+
+
+def test_put_many_refuses_bad_items_before_linking_any(tmp_path: Path) -> None:
+    with FileChunkStore(tmp_path / "chunks", max_chunk_size=4096) as small:
+        batch = blobs(3, size=100)
+        too_big = os.urandom(5000)
+        with pytest.raises(ValueError, match="limit"):
+            small.put_many([*batch, (digest_of(too_big), too_big)])
+        assert not any(small.has(d) for d, _ in batch)
+        assert temp_files(tmp_path / "chunks") == []
+        with pytest.raises(ValueError, match="digest"):
+            small.put_many([*batch, (b"short", b"x")])
+        assert not any(small.has(d) for d, _ in batch)
+        assert temp_files(tmp_path / "chunks") == []
+
+
+def test_put_many_repairs_a_damaged_chunk(store: FileChunkStore, tmp_path: Path) -> None:
+    batch = blobs(3)
+    store.put_many(batch)
+    digest, data = batch[1]
+    damage(chunk_path(tmp_path / "chunks", digest), lambda b: b[:-1] + bytes([b[-1] ^ 1]))
+    assert store.put_many(batch) == 1
+    assert store.get(digest) == data
+    assert len(list((tmp_path / "chunks" / "quarantine").iterdir())) == 1
+
+
+def test_closed_store_refuses_put_many(tmp_path: Path) -> None:
+    closed = FileChunkStore(tmp_path / "chunks")
+    closed.close()
+    with pytest.raises(ValueError, match="closed"):
+        closed.put_many(blobs(1))
+    assert closed.put_many([]) == 0
+
+
+def test_remove_deletes_a_chunk_once(store: FileChunkStore, tmp_path: Path) -> None:
+    batch = blobs(3)
+    store.put_many(batch)
+    digest, data = batch[0]
+    assert store.remove(digest) is True
+    assert not store.has(digest)
+    assert not chunk_path(tmp_path / "chunks", digest).exists()
+    with pytest.raises(ChunkNotFoundError):
+        store.get(digest)
+    assert store.remove(digest) is False
+    assert sorted(store.iter_digests()) == sorted(d for d, _ in batch[1:])
+    assert all(store.get(d) == b for d, b in batch[1:])
+    assert store.put(digest, data) is True  # stored again from scratch
+    assert store.get(digest) == data
+
+
+def test_remove_refuses_a_malformed_digest(store: FileChunkStore) -> None:
+    for bad in (b"", b"\x00" * 31, "00" * 32):
+        with pytest.raises(ValueError):
+            store.remove(bad)  # type: ignore[arg-type]
+
+
+def test_remove_translates_os_errors(
+    store: FileChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (one,) = blobs(1)
+    store.put(*one)
+
+    def denied(path: str) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "unlink", denied)
+    with pytest.raises(StorageError, match=one[0].hex()):
+        store.remove(one[0])
+    monkeypatch.undo()
+    assert store.has(one[0])

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
+from deploy.lab.netns import Host, Segment, missing_requirements, segment
 from node.config import load_config
 from node.demo import NodeSpec, build_network
 from node.keys import load_identity
 from node.network import load_network
 from node.peer.discovery import SERVICE_TYPE  # the constant only: nothing runs in this process
 from tests.conftest import ROOT, siku_command, siku_env
-from tests.system.netns import Host, Lab, lab, missing_requirements
 
 pytestmark = pytest.mark.system
 
@@ -130,7 +130,7 @@ class Daemon:
 
 @dataclass
 class Scene:
-    lab: Lab
+    lab: Segment
     a: Daemon  # network 1
     b: Daemon  # network 1
     outsider: Daemon  # network 2
@@ -173,7 +173,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         # `reason` says which is missing. Never falls back to the machine's own namespace.
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("zeroconf")
-    with lab(["a", "b", "c"]) as net, contextlib.ExitStack() as running:
+    with segment(["a", "b", "c"]) as net, contextlib.ExitStack() as running:
         net.check()  # plain unicast and multicast first: a failure here is the lab's, not siku's
         a, b = _daemons(
             root / "net1",
