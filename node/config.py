@@ -347,6 +347,7 @@ def render_config(
     replication_interval_seconds: int = 60,
     subscribe: tuple[str, ...] = (),
     cache_mib: int = 0,
+    replication: bool = True,
 ) -> str:
     """node.toml text with every key commented; also the documented example in the repo."""
     return f"""\
@@ -407,7 +408,7 @@ quota_gib = {quota_gib}
 [replication]
 # Keep copies of other libraries' content as the network policy places them (preservation),
 # take subscribed collections, and cache what readers download. true or false.
-enabled = true
+enabled = {"true" if replication else "false"}
 # Seconds between planning rounds (which copies to fetch or drop), 1 to 86400.
 interval_seconds = {replication_interval_seconds}
 # Collections of libraries above this one to hold a copy of, e.g. ["national-ebooks"].

@@ -97,6 +97,7 @@ def build_network(
     hello_interval_seconds: int = 30,
     sync_interval_seconds: int = 30,
     replication_interval_seconds: int = 60,
+    replication: bool = True,
     quota_gib: int = 64,
 ) -> dict[str, Config]:
     """Create the network (root key, network.toml) and one enrolled home per spec, parents
@@ -123,6 +124,7 @@ def build_network(
             sync_interval_seconds=sync_interval_seconds,
             replication_interval_seconds=replication_interval_seconds,
             subscribe=spec.subscribe,
+            replication=replication,
             zeroconf=spec.zeroconf,
         )
         request = make_request(config, identity, network)

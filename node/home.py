@@ -54,6 +54,7 @@ def init_home(
     sync_interval_seconds: int = 30,
     replication_interval_seconds: int = 60,
     subscribe: tuple[str, ...] = (),
+    replication: bool = True,
     zeroconf: bool = False,
     force: bool = False,
     say: Callable[[str], None] = lambda _: None,
@@ -79,6 +80,7 @@ def init_home(
         sync_interval_seconds=sync_interval_seconds,
         replication_interval_seconds=replication_interval_seconds,
         subscribe=subscribe,
+        replication=replication,
         zeroconf=zeroconf,
     )
     config = parse_config(tomllib.loads(text), home.resolve())

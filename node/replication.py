@@ -182,8 +182,13 @@ class Replication:
             self._change.clear()
 
     async def _publish_loop(self) -> None:
-        await self.publish(full=True)  # what a crash or the CLI left unpublished
+        full = True  # the first round compares every page: what a crash left unpublished
         while True:
+            try:
+                await self.publish(full=full)
+                full = False
+            except (StorageError, ProtocolError) as e:
+                log.error("publishing holdings failed: %s", e)
             try:
                 # Also polled: ingest and `siku delete` run in other processes and mark keys
                 # dirty in the store only.
@@ -193,10 +198,6 @@ class Replication:
             except TimeoutError:
                 pass
             self._dirty.clear()
-            try:
-                await self.publish()
-            except (StorageError, ProtocolError) as e:
-                log.error("publishing holdings failed: %s", e)
 
     # --- planning --------------------------------------------------------------------------
 

@@ -78,6 +78,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         node_specs,
         hello_interval_seconds=HELLO_INTERVAL_SECONDS,
         sync_interval_seconds=SYNC_INTERVAL_SECONDS,
+        # Catalogue sync alone: replication (tests/integration/test_replication_network.py)
+        # would add holdings pages and status records to the set as content moves.
+        replication=False,
     )
     nodes = {
         s.key: Node(s, root / s.key, load_identity(configs[s.key].key_file).node_id)

@@ -255,3 +255,58 @@ def test_a_lab_killed_with_sigkill_is_cleaned_by_the_next() -> None:
     assert run in lab_namespaces()  # SIGKILL: no teardown ran
     assert run in clean_stale()
     assert run not in lab_namespaces()
+
+
+REPLICATION_SECONDS = 120.0
+CONTENT_BYTES = 3 << 20  # three chunks
+
+
+def test_replication_across_shaped_lossy_links(tmp_path: Path) -> None:
+    """Content ingested at a county behind a slow, lossy link is preserved per the default
+    policy: a copy at a higher tier of its province (municipal or provincial) and one outside it
+    (national), each byte-identical and verified where it lands."""
+    _require()
+    spec = LabSpec(
+        provincial=1,
+        municipal=1,
+        county=1,
+        shaping={"county1": Shaping(rate="20mbit", loss=2.0)},
+    )
+    with Lab(spec, tmp_path) as lab:
+        national, prov, muni, county = (lab[n] for n in ("national", "prov1", "muni1", "county1"))
+        for node in lab.nodes.values():
+            _wait_connected(lab, node, _neighbours(lab, node))
+        data = bytes(range(256)) * (CONTENT_BYTES // 256)
+        data = data[:-1000] + b"siku lab replication"  # not a multiple of the chunk size
+        (tmp_path / "scan.bin").write_bytes(data)
+        csv = write_csv(
+            tmp_path / "scan.csv",
+            ["title", "files"],
+            [["实验室复制测试 lab replication", "scan.bin"]],
+        )
+        ingest = lab.run(county, ["ingest", "--json", str(csv)], check=True)
+        pid = json.loads(ingest.stdout.splitlines()[0])["pid"]
+
+        def preservation(node: LabNode) -> int:
+            copies = lab.admin_get(node, "/admin/api/v1/replication")["copies"]
+            return int(copies.get("preservation", {}).get("copies", 0))
+
+        _poll(
+            lambda: [preservation(n) for n in (national, prov, muni)],
+            lambda held: held[0] == 1 and held[1] + held[2] == 1,
+            REPLICATION_SECONDS,
+            f"{pid} to be copied to national and to one of its province's higher tiers",
+        )
+        for node in (national, prov, muni):
+            if preservation(node):
+                out = tmp_path / f"{node.name}.bin"
+                got = lab.run(node, ["get", pid, "--file", "scan.bin", "-o", str(out)])
+                assert got.returncode == 0, got.stderr
+                assert out.read_bytes() == data, f"{node.name}: the copy differs"
+        # The origin's own view agrees, once the holders' pages have reached it.
+        _poll(
+            lambda: lab.admin_get(county, "/admin/api/v1/replication")["plan"]["health"],
+            lambda health: not any(health["below_policy"].values()) and not health["at_risk"],
+            SYNC_SECONDS,
+            "the county to see its resource placed as the policy asks",
+        )
