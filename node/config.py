@@ -18,6 +18,7 @@ from protocol.membership import region_tier
 from protocol.peering import validate_peer_url
 from protocol.records import validate_collection
 from storage.store import StoreSettings
+from sync.windows import Window
 
 __all__ = [
     "CONFIG_FILE",
@@ -309,6 +310,11 @@ def _replication(t: _Table, quota_bytes: int) -> ReplicationConfig:
             'replication.windows must be a list of at most 16 "HH:MM-HH:MM" times,'
             ' e.g. ["22:00-06:00"]'
         )
+    try:
+        for window in windows:
+            Window.parse(window)
+    except ValueError as e:
+        raise ConfigError(f"replication.windows: {e}") from e
     transfers = t.get("max_transfers", int, 4)
     if not (1 <= transfers <= 64):
         raise ConfigError("replication.max_transfers must be between 1 and 64")

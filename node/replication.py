@@ -82,6 +82,12 @@ PUBLISH_DELAY_SECONDS = 1.0
 DIRTY_POLL_SECONDS = 5.0  # changes to this node's holdings are gathered this long
 SETTLE_SECONDS = 2.0  # a plan is made this soon after the catalogue or holdings change
 GC_BATCH = 10_000
+MAX_ON_DEMAND = 64  # resources readers started that are being fetched into the cache at once
+MAX_STREAMS = 16  # reader downloads streamed from other nodes at once
+PLAN_SHARE = 10.0  # rounds triggered by changes come at most every PLAN_SHARE × a round's time
+# A member whose newest status record is older than this gets no new copies: it is offline,
+# runs with replication off, or cannot say (a placement on it would never be filled).
+STATUS_STALE_MS = 3 * STATUS_HEARTBEAT_MS
 STATUS_MIN_INTERVAL_MS = 60_000  # a changed status is republished at most this often (unless
 # its full flag flips, which placement elsewhere depends on)
 
@@ -115,7 +121,7 @@ class Replication:
         self.sync = sync
         self.pages = PAGES_BY_TIER[config.tier]
         self.counters = _Counters()
-        self.content = ContentPeers(peering, store.chunks, self._served)
+        self.content = ContentPeers(peering, store, self._served, self.may_keep_dark)
         self.sink = StoreChunkSink(store.chunks)
         self.transfers = TransferService(
             self.content,
@@ -135,6 +141,8 @@ class Replication:
         self._members: dict[str, Member] = {}
         self._planned: dict[str, TransferTask] = {}
         self._on_demand: dict[str, TransferTask] = {}  # whole resources a reader started
+        self._streams = asyncio.Semaphore(MAX_STREAMS)
+        self._used: dict[str, int] = {}  # pid → ms: copies readers used since the last plan
         # What the last status said: quota, used, full, held, deferred bytes, behind, verified.
         self._status: tuple[int, int, bool, int, int, int, int] | None = None
         self._status_ms = 0
@@ -150,6 +158,29 @@ class Replication:
     def changed(self) -> None:
         """The catalogue or someone's holdings changed: plan again soon."""
         self._change.set()
+
+    def used(self, pid: str) -> None:
+        """A reader downloaded from `pid`'s copy here (recorded at the next plan)."""
+        if len(self._used) < 100_000:
+            self._used[pid] = int(time.time() * 1000)
+
+    def may_keep_dark(self, requester: bytes, origin: bytes) -> bool:
+        """Whether a node may keep (so be given) dark content of `origin`: the origin itself, a
+        node above it in the certificate tree, or a national node (sync.placement's rule)."""
+        if requester == origin:
+            return True
+        authority = self.sync.authority
+        cert = authority.certificate(requester)
+        if cert is not None and cert.subject.tier == "national":
+            return True
+        above = authority.certificate(origin)
+        for _ in range(4):
+            if above is None or above.issuer == self.peering.network.root_public_key:
+                return False
+            if above.issuer == requester:
+                return True
+            above = authority.certificate(above.issuer)
+        return False
 
     def _served(self, chunks: int, size: int) -> None:
         self.counters.served_chunks += chunks
@@ -176,7 +207,9 @@ class Replication:
             try:
                 async with asyncio.timeout(self.rc.interval_seconds):
                     await self._change.wait()
-                await asyncio.sleep(SETTLE_SECONDS)  # let a burst of records arrive
+                # Let a burst of records arrive; and however often records arrive, planning
+                # (seconds at a million resources) takes a bounded share of the node's time.
+                await asyncio.sleep(max(SETTLE_SECONDS, PLAN_SHARE * self.plan_seconds))
             except TimeoutError:
                 pass
             self._change.clear()
@@ -242,6 +275,9 @@ class Replication:
         """Read the state, plan, and act on the plan."""
         started = time.monotonic()
         me = self.identity.node_id
+        if self._used:
+            used, self._used = self._used, {}
+            await self.store.holdings.touch(used)
         members = self.members()
         self._members = members
         ids: dict[bytes, str] = {m.key: m.node_id for m in members.values()}
@@ -291,8 +327,17 @@ class Replication:
         # Nodes out of room (their own status records say so) get no new copies. This node's
         # own flag is left out: it plans with its own quota, and counting itself full would
         # make it stop deferring, then clear its flag, then be chosen again, and so on.
+        now_ms = int(time.time() * 1000)
+        states = await self.store.holdings.node_states()
         full = frozenset(
-            ids[k] for k in await self.store.holdings.full_nodes() if k in ids and ids[k] != me
+            m.node_id
+            for m in members.values()
+            if m.node_id != me
+            and (
+                m.key not in states
+                or states[m.key][1]
+                or states[m.key][0] < now_ms - STATUS_STALE_MS
+            )
         )
         result = await asyncio.to_thread(
             plan,
@@ -383,10 +428,12 @@ class Replication:
     async def _completed(self, task: TransferTask) -> None:
         held = await self.store.catalogue.get(task.pid)
         if held is None:
+            self._on_demand.pop(task.pid, None)
             return
         record = held[1]
         if _distinct_chunks(record.files) != task.chunks:
             log.info("pid=%s changed content during its transfer: not committed", task.pid)
+            self._on_demand.pop(task.pid, None)
             self.changed()
             return
         async with self._lock:
@@ -408,6 +455,7 @@ class Replication:
             )
             self._dirty.set()
         else:
+            self._on_demand.pop(task.pid, None)
             self.changed()
 
     async def publish(self, *, full: bool = False) -> int:
@@ -494,23 +542,33 @@ class Replication:
         first = start // CHUNK_SIZE  # every chunk but a file's last is CHUNK_SIZE
         offset = first * CHUNK_SIZE
         wanted = entry.chunks[first:]
-        self._cache(pid, files, sources)
-        async for data in self.transfers.stream(wanted, sources):
-            lo, hi = max(start - offset, 0), min(stop - offset, len(data))
-            if lo < hi:
-                yield data[lo:hi]
-            offset += len(data)
-            if offset >= stop:
-                break
+        if self._streams.locked():
+            raise TransferError("too many downloads from other libraries at once; retry shortly")
+        async with self._streams:
+            # Chunks are kept only if the resource goes into the cache (whose task commits
+            # them); otherwise they would lie in the store unreferenced.
+            keep = self._cache(pid, files, sources)
+            async for data in self.transfers.stream(wanted, sources, pid=pid, keep=keep):
+                lo, hi = max(start - offset, 0), min(stop - offset, len(data))
+                if lo < hi:
+                    # Whole chunks go out as they are; only a range's first and last are cut.
+                    yield data if (lo, hi) == (0, len(data)) else data[lo:hi]
+                offset += len(data)
+                if offset >= stop:
+                    break
 
-    def _cache(self, pid: str, files: Sequence[FileEntry], sources: Sequence[str]) -> None:
+    def _cache(self, pid: str, files: Sequence[FileEntry], sources: Sequence[str]) -> bool:
+        """Fetch the whole resource into the cache, if it may be kept: whether it will be."""
         if pid in self._planned or pid in self._on_demand:
-            return
-        if sum(f.size for f in files) > self.rc.cache_bytes:
-            return  # larger than the whole cache: streamed, not kept
+            return True
+        size = sum(f.size for f in files)
+        pending = sum(sum(c.size for c in t.chunks) for t in self._on_demand.values())
+        if len(self._on_demand) >= MAX_ON_DEMAND or pending + size > self.rc.cache_bytes:
+            return False  # streamed, not kept (the plan evicts least recently used copies)
         task = TransferTask(pid, KLASS_CACHE, 3, _distinct_chunks(files), tuple(sources))
         self._on_demand[pid] = task
         self.transfers.set_plan(self.transfers_tasks())
+        return True
 
     # --- admin -----------------------------------------------------------------------------
 

@@ -1,10 +1,13 @@
 """Bodies of the content peer route, /peer/v1/content/chunks (msgpack, strictly bounded).
 
-    request: [CONTENT_VERSION, max_bytes, [bin 32, ...]]   chunk digests wanted, in order
+    request: [CONTENT_VERSION, pid, max_bytes, [bin 32, ...]]   chunks of `pid`, in order
     answer:  [CONTENT_VERSION, [bin, ...]]                   the chunks, in the same order
 
 The answer is a prefix of what was asked: the responder stops before the first chunk it does
-not hold, or before `max_bytes` would be passed (one chunk always fits). Every chunk is checked
+not hold, that is not part of the resource `pid` it holds, or before `max_bytes` would be passed
+(one chunk always fits). Naming the resource lets the responder apply its rights: it answers
+only for resources it holds, and dark content (restricted, on site only, under embargo) only
+to the nodes that may keep a copy of it. Every chunk is checked
 against its digest by the receiver (sync.transfer), so the answer's bytes need no canonical
 check beyond their shape: a wrong byte anywhere is a chunk that fails its hash.
 """
@@ -31,36 +34,42 @@ CONTENT_VERSION = 1
 DIGEST_BYTES = 32
 MAX_CHUNKS = 4_096  # digests in one request (~140 KB)
 MAX_ANSWER_BYTES = 16 << 20  # chunk bytes in one answer, at most
-MAX_REQUEST_BYTES = MAX_CHUNKS * (DIGEST_BYTES + 2) + 64
+MAX_PID_CHARS = 256
+MAX_REQUEST_BYTES = MAX_CHUNKS * (DIGEST_BYTES + 2) + MAX_PID_CHARS * 4 + 64
 
 
-def encode_chunk_request(digests: Sequence[bytes], max_bytes: int) -> bytes:
+def encode_chunk_request(pid: str, digests: Sequence[bytes], max_bytes: int) -> bytes:
     if len(digests) > MAX_CHUNKS or any(len(d) != DIGEST_BYTES for d in digests):
         raise ValueError(f"at most {MAX_CHUNKS} digests of {DIGEST_BYTES} bytes")
     if type(max_bytes) is not int or max_bytes <= 0:
         raise ValueError("max_bytes is a positive integer")
-    return canonical_pack([CONTENT_VERSION, max_bytes, list(digests)])
+    if not isinstance(pid, str) or not 0 < len(pid) <= MAX_PID_CHARS:
+        raise ValueError("pid is a non-empty string")
+    return canonical_pack([CONTENT_VERSION, pid, max_bytes, list(digests)])
 
 
-def decode_chunk_request(data: bytes) -> tuple[list[bytes], int]:
-    """(digests, max_bytes) of a request; max_bytes is capped at MAX_ANSWER_BYTES."""
+def decode_chunk_request(data: bytes) -> tuple[str, list[bytes], int]:
+    """(pid, digests, max_bytes) of a request; max_bytes is capped at MAX_ANSWER_BYTES. The
+    pid is only checked to be short text: the caller looks it up."""
     if len(data) > MAX_REQUEST_BYTES:
         raise DecodeError("chunk request too large")
     value = canonical_unpack(data, "chunk request")
-    if not (isinstance(value, list) and len(value) == 3 and type(value[0]) is int):
-        raise DecodeError("chunk request is not [version, max_bytes, digests]")
-    version, max_bytes, digests = value
+    if not (isinstance(value, list) and len(value) == 4 and type(value[0]) is int):
+        raise DecodeError("chunk request is not [version, pid, max_bytes, digests]")
+    version, pid, max_bytes, digests = value
     if version != CONTENT_VERSION:
         raise UnsupportedVersionError(f"chunk request version {version}")
+    if not isinstance(pid, str) or not 0 < len(pid) <= MAX_PID_CHARS:
+        raise DecodeError("chunk request names no pid")
     if type(max_bytes) is not int or max_bytes <= 0 or not isinstance(digests, list):
-        raise DecodeError("chunk request is not [version, max_bytes, digests]")
+        raise DecodeError("chunk request is not [version, pid, max_bytes, digests]")
     if len(digests) > MAX_CHUNKS:
         raise DecodeError(f"more than {MAX_CHUNKS} digests")
     if not all(isinstance(d, bytes) and len(d) == DIGEST_BYTES for d in digests):
         raise DecodeError(f"a digest is not {DIGEST_BYTES} bytes")
     if canonical_pack(value) != data:
         raise DecodeError("chunk request is not in canonical form")
-    return digests, min(max_bytes, MAX_ANSWER_BYTES)
+    return pid, digests, min(max_bytes, MAX_ANSWER_BYTES)
 
 
 def encode_chunks(chunks: Sequence[bytes]) -> bytes:

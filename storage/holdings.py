@@ -175,10 +175,10 @@ class HoldingsStore:
             return [bytes(e) for (e,) in await cur.fetchall()]
 
     @translate_errors
-    async def full_nodes(self) -> set[bytes]:
-        """Nodes whose newest status says they have no room for the copies placed there."""
-        async with self.db.conn.execute("SELECT node FROM node_status WHERE full = 1") as cur:
-            return {bytes(n) for (n,) in await cur.fetchall()}
+    async def node_states(self) -> dict[bytes, tuple[int, bool]]:
+        """node → (time of its newest status, ms; whether it says it is full)."""
+        async with self.db.conn.execute("SELECT node, hlc_wall, full FROM node_status") as cur:
+            return {bytes(n): (int(w), bool(f)) for n, w, f in await cur.fetchall()}
 
     # --- what the planner reads -------------------------------------------------------------
 
@@ -302,11 +302,13 @@ class HoldingsStore:
             )
 
     @translate_errors
-    async def touch(self, pid: str) -> None:
-        """A reader used the copy (cache eviction is least recently used first)."""
+    async def touch(self, used: dict[str, int]) -> None:
+        """Readers used these copies (pid → ms): cache eviction is least recently used first.
+        Batched by the caller: a reader's download does not wait for the write lock."""
         async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE copies SET last_used_ms = ? WHERE pid = ?", (int(time.time() * 1000), pid)
+            await conn.executemany(
+                "UPDATE copies SET last_used_ms = max(last_used_ms, ?) WHERE pid = ?",
+                [(ms, pid) for pid, ms in used.items()],
             )
 
     @translate_errors

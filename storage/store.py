@@ -16,7 +16,7 @@ from protocol.records import CHUNK_SIZE, FileEntry
 from storage.catalogue import Catalogue
 from storage.chunks import ChunkStore, FileChunkStore
 from storage.database import Database
-from storage.errors import IntegrityError
+from storage.errors import IntegrityError, StorageError
 from storage.holdings import HoldingsStore
 from storage.membership import MembershipStore
 from storage.syncindex import SyncIndex
@@ -90,7 +90,10 @@ class Store:
     async def try_exclusive(self, name: str) -> AsyncIterator[bool]:
         """`exclusive` without waiting: the block runs with True if the lock was free (and is
         held meanwhile), with False if another holder has it."""
-        fd = os.open(self.settings.root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fd = os.open(self.settings.root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as e:
+            raise StorageError(f"cannot open the {name} lock: {e.strerror}") from e
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

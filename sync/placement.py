@@ -678,14 +678,22 @@ def plan(
     def used(*classes: str) -> int:
         return sum(size for klass, size in kept.values() if klass in classes)
 
-    def recency(pid: str) -> tuple[bool, int, str]:
-        return pid not in releasable, copies[pid].last_used_ms, pid
+    def shed_order(pid: str) -> tuple[bool, int, int, str]:
+        # Over quota (the quota was lowered, or the library's own collection grew): first what
+        # is only kept until its new placement holds it, then the copies of resources with the
+        # most other holders (never first the ones whose copies are few), least recently used.
+        return (
+            pid not in releasable,
+            -len(holders.get(pid, empty)),
+            copies[pid].last_used_ms,
+            pid,
+        )
 
     quota = settings.quota_bytes
     shed_count = shed_bytes = 0
     over = used(KLASS_OWN, KLASS_PRESERVATION, KLASS_SUBSCRIPTION) - quota
     for klass in (KLASS_SUBSCRIPTION, KLASS_PRESERVATION):
-        for pid in sorted((p for p, (k, _) in kept.items() if k == klass), key=recency):
+        for pid in sorted((p for p, (k, _) in kept.items() if k == klass), key=shed_order):
             if over <= 0:
                 break
             size = kept.pop(pid)[1]
@@ -706,7 +714,10 @@ def plan(
             deferred_bytes += want.size
 
     # Cache: what is left, up to cache_bytes; the least recently used go first.
-    cached = sorted((p for p, (k, _) in kept.items() if k == KLASS_CACHE), key=recency)
+    cached = sorted(
+        (p for p, (k, _) in kept.items() if k == KLASS_CACHE),
+        key=lambda p: (copies[p].last_used_ms, p),
+    )
     excess = used(KLASS_CACHE) - max(0, min(settings.cache_bytes, room))
     for pid in cached:
         if excess <= 0:

@@ -73,10 +73,12 @@ class ChunkSource(Protocol):
     """The peer API for chunks."""
 
     async def fetch_chunks(
-        self, peer: str, digests: Sequence[bytes], max_bytes: int
+        self, peer: str, pid: str, digests: Sequence[bytes], max_bytes: int
     ) -> list[bytes]:
-        """The chunks' bytes, in request order; may return a prefix (fewer) if the peer lacks some
-        or hits max_bytes. Raises TransportError (misbehaved=True for protocol faults)."""
+        """The chunks' bytes, in request order, of resource `pid` (the holder checks that it
+        holds the resource, the chunks are its own, and its rights let this node have them);
+        may return a prefix (fewer) if the peer lacks some or hits max_bytes. Raises
+        TransportError (misbehaved=True for protocol faults)."""
         ...
 
 
@@ -528,7 +530,7 @@ class TransferService:
                 try:
                     async with asyncio.timeout(self.settings.request_timeout_s):
                         datas = await self._source.fetch_chunks(
-                            peer, [c.digest for c in batch], nbytes
+                            peer, job.task.pid, [c.digest for c in batch], nbytes
                         )
                 except TransportError as e:
                     kind = "misbehaved" if e.misbehaved else "transport"
@@ -665,12 +667,12 @@ class TransferService:
     # -- on demand ---------------------------------------------------------------------------------
 
     async def stream(
-        self, chunks: Sequence[ChunkRef], sources: Sequence[str]
+        self, chunks: Sequence[ChunkRef], sources: Sequence[str], *, pid: str, keep: bool = True
     ) -> AsyncGenerator[bytes, None]:
-        """Each of `chunks`' verified bytes, in order, for a reader. Holders are tried in the
-        given order (reachable ones first); one that fails or sends a corrupt chunk is left for
-        the next. Each chunk is put into the sink (not flushed). Raises TransferError when no
-        holder is left."""
+        """Each of `chunks`' (of resource `pid`) verified bytes, in order, for a reader. Holders
+        are tried in the given order (reachable ones first); one that fails or sends a corrupt
+        chunk is left for the next. With `keep`, each chunk is put into the sink (not flushed).
+        Raises TransferError when no holder is left."""
         reachable = self._reachable()
         holders = _StreamHolders(
             [p for p in sources if p in reachable] + [p for p in sources if p not in reachable]
@@ -681,12 +683,14 @@ class TransferService:
         ahead: deque[asyncio.Task[list[bytes]]] = deque()
         try:
             for batch in itertools.islice(batches, self.settings.stream_ahead):
-                ahead.append(asyncio.create_task(self._stream_batch(holders, batch)))
+                ahead.append(asyncio.create_task(self._stream_batch(holders, batch, pid, keep)))
             while ahead:
                 datas = await ahead.popleft()
                 following = next(batches, None)
                 if following is not None:
-                    ahead.append(asyncio.create_task(self._stream_batch(holders, following)))
+                    ahead.append(
+                        asyncio.create_task(self._stream_batch(holders, following, pid, keep))
+                    )
                 for data in datas:
                     yield data
         finally:
@@ -695,7 +699,7 @@ class TransferService:
             await asyncio.gather(*ahead, return_exceptions=True)
 
     async def _stream_batch(
-        self, holders: _StreamHolders, batch: tuple[ChunkRef, ...]
+        self, holders: _StreamHolders, batch: tuple[ChunkRef, ...], pid: str, keep: bool
     ) -> list[bytes]:
         out: list[bytes] = []
         rest = batch
@@ -707,7 +711,7 @@ class TransferService:
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
                     datas = await self._source.fetch_chunks(
-                        peer, [c.digest for c in rest], sum(c.size for c in rest)
+                        peer, pid, [c.digest for c in rest], sum(c.size for c in rest)
                     )
             except TransportError as e:
                 kind = "misbehaved" if e.misbehaved else "transport"
@@ -731,14 +735,15 @@ class TransferService:
             bad = await _verify(refs, datas)
             good = bad[0] if bad else len(datas)  # the in-order prefix that verified
             if good:
-                await self._sink.put(
-                    [(c.digest, d) for c, d in zip(refs[:good], datas[:good], strict=True)]
-                )
+                if keep:
+                    await self._sink.put(
+                        [(c.digest, d) for c, d in zip(refs[:good], datas[:good], strict=True)]
+                    )
                 out += datas[:good]
                 self._totals["stream_chunks"] += good
                 self._totals["stream_bytes"] += sum(c.size for c in refs[:good])
             if bad:
-                self._corrupt(peer, len(bad), "-")
+                self._corrupt(peer, len(bad), pid)
                 holders.failed[peer] = "corrupt-chunk"
             rest = rest[good:]
         return out

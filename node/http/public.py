@@ -266,7 +266,7 @@ class _PublicApi:
         self._check_rights(record)
         if await self.ctx.store.catalogue.is_held(pid):
             if self.ctx.replication is not None:
-                await self.ctx.store.holdings.touch(pid)  # cache eviction: least recently used
+                self.ctx.replication.used(pid)  # cache eviction: least recently used first
             return await content.send_file(request, self.ctx.store, pid, entry)
         replication = self.ctx.replication
         if replication is None:

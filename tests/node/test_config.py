@@ -80,6 +80,8 @@ def test_replication_settings() -> None:
         ({"replication__bandwidth_mbit": -5}, "replication.bandwidth_mbit"),
         ({"replication__windows": ["22:00"]}, "replication.windows"),
         ({"replication__windows": ["25:00-06:00"]}, "replication.windows"),
+        ({"replication__windows": ["08:00-08:00"]}, "replication.windows"),
+        ({"replication__windows": ["22:00-24:30"]}, "replication.windows"),
         ({"replication__max_transfers": 0}, "replication.max_transfers"),
         ({"replication__enabled": "yes"}, "replication.enabled"),
         ({"replication__speed": 1}, "replication.speed"),

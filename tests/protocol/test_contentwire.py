@@ -36,52 +36,63 @@ def pack(value: object) -> bytes:
 # --- requests ------------------------------------------------------------------------------------
 
 
+PID = "ark:99999/6209821k7jf25w8k"
+
+
 def test_request_round_trip_and_layout() -> None:
     ds = [digest(i) for i in range(3)]
-    body = encode_chunk_request(ds, 1 << 20)
-    assert body == pack([1, 1 << 20, ds])
-    assert decode_chunk_request(body) == (ds, 1 << 20)
-    assert decode_chunk_request(encode_chunk_request([], 1)) == ([], 1)
+    body = encode_chunk_request(PID, ds, 1 << 20)
+    assert body == pack([1, PID, 1 << 20, ds])
+    assert decode_chunk_request(body) == (PID, ds, 1 << 20)
+    assert decode_chunk_request(encode_chunk_request(PID, [], 1)) == (PID, [], 1)
 
 
 def test_request_max_bytes_is_capped() -> None:
-    body = encode_chunk_request([digest(0)], MAX_ANSWER_BYTES * 4)
-    assert decode_chunk_request(body) == ([digest(0)], MAX_ANSWER_BYTES)
-    assert decode_chunk_request(encode_chunk_request([], (1 << 64) - 1))[1] == MAX_ANSWER_BYTES
+    body = encode_chunk_request(PID, [digest(0)], MAX_ANSWER_BYTES * 4)
+    assert decode_chunk_request(body) == (PID, [digest(0)], MAX_ANSWER_BYTES)
+    big = encode_chunk_request(PID, [], (1 << 64) - 1)
+    assert decode_chunk_request(big)[2] == MAX_ANSWER_BYTES
 
 
-def test_request_of_the_most_digests_fits_its_bound() -> None:
+def test_request_of_the_most_digests_and_longest_pid_fits_its_bound() -> None:
     ds = [digest(i) for i in range(MAX_CHUNKS)]
-    body = encode_chunk_request(ds, MAX_ANSWER_BYTES)
-    assert decode_chunk_request(body)[0] == ds
+    body = encode_chunk_request("界" * 256, ds, MAX_ANSWER_BYTES)
+    assert decode_chunk_request(body)[1] == ds
 
 
-def test_encoder_refuses_too_many_or_malformed_digests() -> None:
+def test_encoder_refuses_too_many_or_malformed_digests_or_no_pid() -> None:
     with pytest.raises(ValueError):
-        encode_chunk_request([digest(i) for i in range(MAX_CHUNKS + 1)], 1)
+        encode_chunk_request(PID, [digest(i) for i in range(MAX_CHUNKS + 1)], 1)
     for bad in (b"\x00" * 31, b"\x00" * 33, b""):
         with pytest.raises(ValueError):
-            encode_chunk_request([digest(0), bad], 1)
+            encode_chunk_request(PID, [digest(0), bad], 1)
+    for pid in ("", "x" * 257):
+        with pytest.raises(ValueError):
+            encode_chunk_request(pid, [digest(0)], 1)
 
 
 @pytest.mark.parametrize(
     "value",
     [
-        [1, 100],
-        [1, 100, [], 0],
+        [1, PID, 100],
+        [1, PID, 100, [], 0],
         {"v": 1},
-        [1, 0, []],  # max_bytes must be positive
-        [1, -5, []],
-        [1, True, []],
-        [1, 1.5, []],
-        [1, "100", []],
-        [1, 100, b"not a list"],
-        [1, 100, [b"\x00" * 31]],
-        [1, 100, [b"\x00" * 33]],
-        [1, 100, ["x" * 32]],
-        [1, 100, [[b"\x00" * 32]]],
-        [True, 100, []],
-        ["1", 100, []],
+        [1, PID, 0, []],  # max_bytes must be positive
+        [1, PID, -5, []],
+        [1, PID, True, []],
+        [1, PID, 1.5, []],
+        [1, PID, "100", []],
+        [1, PID, 100, b"not a list"],
+        [1, PID, 100, [b"\x00" * 31]],
+        [1, PID, 100, [b"\x00" * 33]],
+        [1, PID, 100, ["x" * 32]],
+        [1, PID, 100, [[b"\x00" * 32]]],
+        [1, "", 100, []],  # no pid
+        [1, "x" * 257, 100, []],
+        [1, PID.encode(), 100, []],
+        [1, 100, []],  # the layout before pids
+        [True, PID, 100, []],
+        ["1", PID, 100, []],
         7,
     ],
 )
@@ -92,20 +103,20 @@ def test_malformed_requests_are_refused(value: object) -> None:
 
 def test_unknown_request_version_is_typed() -> None:
     with pytest.raises(UnsupportedVersionError):
-        decode_chunk_request(pack([2, 100, []]))
+        decode_chunk_request(pack([2, PID, 100, []]))
 
 
 def test_request_with_too_many_digests_is_refused() -> None:
-    body = pack([1, 100, [digest(i) for i in range(MAX_CHUNKS + 1)]])
+    body = pack([1, PID, 100, [digest(i) for i in range(MAX_CHUNKS + 1)]])
     with pytest.raises(DecodeError):
         decode_chunk_request(body)
     # Past the byte bound, refused before parsing.
     with pytest.raises(DecodeError, match="too large"):
-        decode_chunk_request(pack([1, 100, [digest(0)] * (MAX_CHUNKS + 10)]))
+        decode_chunk_request(pack([1, PID, 100, [digest(0)] * (MAX_CHUNKS + 40)]))
 
 
 def test_non_canonical_requests_are_refused() -> None:
-    canonical = encode_chunk_request([digest(1)], 100)
+    canonical = encode_chunk_request(PID, [digest(1)], 100)
     wide_int = canonical.replace(b"\x64", b"\xcc\x64", 1)  # 100 as uint 8
     assert msgpack.unpackb(wide_int) == msgpack.unpackb(canonical)
     with pytest.raises(DecodeError, match="canonical"):
@@ -114,7 +125,7 @@ def test_non_canonical_requests_are_refused() -> None:
     assert msgpack.unpackb(bin16) == msgpack.unpackb(canonical)
     with pytest.raises(DecodeError, match="canonical"):
         decode_chunk_request(bin16)
-    array16 = b"\xdc\x00\x03" + canonical[1:]
+    array16 = b"\xdc\x00\x04" + canonical[1:]
     assert msgpack.unpackb(array16) == msgpack.unpackb(canonical)
     with pytest.raises(DecodeError, match="canonical"):
         decode_chunk_request(array16)
@@ -125,7 +136,8 @@ def test_non_canonical_requests_are_refused() -> None:
 @settings(max_examples=100, deadline=None)
 @given(ds=digests_st, max_bytes=st.integers(1, (1 << 64) - 1))
 def test_property_request_round_trip(ds: list[bytes], max_bytes: int) -> None:
-    assert decode_chunk_request(encode_chunk_request(ds, max_bytes)) == (
+    assert decode_chunk_request(encode_chunk_request(PID, ds, max_bytes)) == (
+        PID,
         ds,
         min(max_bytes, MAX_ANSWER_BYTES),
     )
@@ -136,21 +148,22 @@ def test_property_request_round_trip(ds: list[bytes], max_bytes: int) -> None:
 def test_property_any_byte_flip_of_a_request_is_refused_or_decodes_to_another_request(
     ds: list[bytes], max_bytes: int, data: st.DataObject
 ) -> None:
-    """Digest bytes carry no check (a flipped digest asks for another chunk); anything else
-    flipped is refused, and whatever decodes re-encodes to exactly the bytes given."""
-    body = encode_chunk_request(ds, max_bytes)
+    """Digest and pid bytes carry no check (a flipped digest asks for another chunk, a flipped
+    pid for another resource); anything else flipped is refused, and whatever decodes
+    re-encodes to exactly the bytes given."""
+    body = encode_chunk_request(PID, ds, max_bytes)
     where = data.draw(st.integers(0, len(body) - 1))
     damaged = bytearray(body)
     damaged[where] ^= data.draw(st.integers(1, 255))
     try:
-        got, capped = decode_chunk_request(bytes(damaged))
+        pid, got, capped = decode_chunk_request(bytes(damaged))
     except ProtocolError:
         return
-    version, raw_max, raw_digests = msgpack.unpackb(bytes(damaged))
-    assert (version, raw_digests) == (1, got)
+    version, raw_pid, raw_max, raw_digests = msgpack.unpackb(bytes(damaged))
+    assert (version, raw_pid, raw_digests) == (1, pid, got)
     assert capped == min(raw_max, MAX_ANSWER_BYTES)
-    assert pack([1, raw_max, got]) == bytes(damaged)
-    assert got != ds or raw_max != max_bytes
+    assert pack([1, raw_pid, raw_max, got]) == bytes(damaged)
+    assert got != ds or raw_max != max_bytes or pid != PID
 
 
 msgpack_values = st.recursive(
@@ -166,11 +179,11 @@ msgpack_values = st.recursive(
 def test_property_arbitrary_bodies_raise_only_decode_errors(data: bytes) -> None:
     """Whatever a peer sends, decoding returns a valid value or raises DecodeError."""
     try:
-        ds, max_bytes = decode_chunk_request(data)
+        pid, ds, max_bytes = decode_chunk_request(data)
     except DecodeError:
         pass
     else:
-        assert all(len(d) == 32 for d in ds) and 0 < max_bytes <= MAX_ANSWER_BYTES
+        assert pid and all(len(d) == 32 for d in ds) and 0 < max_bytes <= MAX_ANSWER_BYTES
     try:
         chunks = decode_chunks(data, MAX_CHUNKS)
     except DecodeError:
@@ -220,7 +233,7 @@ def test_unknown_answer_version_is_typed() -> None:
 def test_encoder_refuses_a_max_bytes_its_decoder_refuses() -> None:
     for bad in (0, -1):
         with pytest.raises(ValueError):
-            encode_chunk_request([digest(0)], bad)
+            encode_chunk_request(PID, [digest(0)], bad)
 
 
 @pytest.mark.parametrize(

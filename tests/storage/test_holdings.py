@@ -481,7 +481,7 @@ async def test_reclassify_and_touch(store: Store, net: TestNetwork) -> None:
     with pytest.raises(ValueError):
         await store.holdings.reclassify(pid, "museum", dark=False)
     await asyncio.sleep(0.002)
-    await store.holdings.touch(pid)
+    await store.holdings.touch({pid: first.last_used_ms + 1000})
     touched = await store.holdings.copy(pid)
     assert touched is not None and touched.last_used_ms > first.last_used_ms
     assert touched.stored_ms == first.stored_ms
@@ -508,7 +508,7 @@ async def test_copy_updates_do_not_commit_another_writers_transaction(
             await conn.execute("INSERT INTO holdings_dirty (pid_key) VALUES (?)", (12345,))
             # Another coroutine's write, while this transaction is open: it must wait for it.
             if write == "touch":
-                update = asyncio.create_task(store.holdings.touch(pid))
+                update = asyncio.create_task(store.holdings.touch({pid: 1}))
             else:
                 update = asyncio.create_task(
                     store.holdings.reclassify(pid, "subscription", dark=False)
@@ -550,7 +550,7 @@ async def test_touch_during_commit_copy_leaves_commit_copy_whole(
     )  # fmt: skip
     await asyncio.to_thread(checking.wait, 10)
     try:
-        await store.holdings.touch(touched)
+        await store.holdings.touch({touched: 10**13})
     finally:
         go_on.set()
     assert await task is True

@@ -116,14 +116,16 @@ class FakeSource:
     def __init__(self, holders: dict[str, Holder]) -> None:
         self.holders = holders
         self.requests: list[tuple[str, list[bytes]]] = []
+        self.pids: set[str] = set()  # resources the requests named
         self.in_flight = 0
         self.max_in_flight = 0
         self.cancelled = 0
         self.on_request: Callable[[str, list[bytes]], None] | None = None
 
     async def fetch_chunks(
-        self, peer: str, digests: Sequence[bytes], max_bytes: int
+        self, peer: str, pid: str, digests: Sequence[bytes], max_bytes: int
     ) -> list[bytes]:
+        self.pids.add(pid)
         holder = self.holders.get(peer)
         if holder is None:
             raise TransportError(f"{peer} unreachable")
@@ -532,7 +534,7 @@ async def test_rate_limit_holds_on_a_fake_clock_and_streams_ignore_it() -> None:
     before = ft.t
     refs2, blobs2 = make_content([64 << 10] * 40)
     source.holders["A"].chunks |= blobs2
-    got = [d async for d in svc.stream(refs2, ["A"])]
+    got = [d async for d in svc.stream(refs2, ["A"], pid="p")]
     assert got == [blobs2[c.digest] for c in refs2] and ft.t == before
 
 
@@ -602,11 +604,22 @@ async def test_stream_in_order_with_read_ahead() -> None:
     source = FakeSource({"A": Holder(blobs, delay=lambda: rng.uniform(0, 0.01))})
     sink = FakeSink()
     svc = service(source, sink, Recorder(sink), stream_ahead=3)
-    got = [d async for d in svc.stream(refs, ["A"])]
+    got = [d async for d in svc.stream(refs, ["A"], pid="p")]
     assert got == [blobs[c.digest] for c in refs]
     assert 1 < source.max_in_flight <= 3
     assert set(sink.volatile) == {c.digest for c in refs} and sink.bad_puts == []
     assert svc.status()["totals"]["stream_chunks"] == len(refs)
+    assert source.pids == {"p"}  # every request names the resource, for the holder's checks
+
+
+async def test_a_stream_not_kept_puts_nothing_into_the_store() -> None:
+    refs, blobs = make_content([CHUNK_SIZE] * 2 + [4096])
+    source = FakeSource({"A": Holder(blobs)})
+    sink = FakeSink()
+    svc = service(source, sink, Recorder(sink))
+    got = [d async for d in svc.stream(refs, ["A"], pid="p", keep=False)]
+    assert got == [blobs[c.digest] for c in refs]
+    assert sink.volatile == {} and sink.durable == {}
 
 
 async def test_stream_fails_over_on_corruption_and_vanishing() -> None:
@@ -623,7 +636,7 @@ async def test_stream_fails_over_on_corruption_and_vanishing() -> None:
     svc = service(
         source, sink, rec, reachable=lambda: {"P", "Q", "R"}, stream_ahead=2, batch_chunks=50
     )
-    got = [d async for d in svc.stream(refs, ["P", "Q", "R"])]
+    got = [d async for d in svc.stream(refs, ["P", "Q", "R"], pid="p")]
     assert got == [blobs[c.digest] for c in refs]
     assert rec.faults == [("Q", "corrupt-chunk")] and sink.bad_puts == []
     assert source.requests[0][0] == "P"
@@ -638,7 +651,7 @@ async def test_stream_prefers_reachable_and_raises_when_nobody_serves() -> None:
     svc = service(source, sink, rec, reachable=lambda: {"B", "A"})
     got: list[bytes] = []
     with pytest.raises(TransferError, match="X: transport") as raised:
-        async for d in svc.stream(refs, ["X", "A", "B"]):
+        async for d in svc.stream(refs, ["X", "A", "B"], pid="p"):
             got.append(d)
     assert got == []
     assert set(sink.volatile) == {c.digest for c in refs[:2]}  # the verified prefix was kept
@@ -653,7 +666,7 @@ async def test_stream_closed_early_cancels_read_ahead() -> None:
     source = FakeSource({"A": Holder(blobs, delay=lambda: next(delays))})
     sink = FakeSink()
     svc = service(source, sink, Recorder(sink), stream_ahead=3)
-    gen = svc.stream(refs, ["A"])
+    gen = svc.stream(refs, ["A"], pid="p")
     first = await anext(gen)
     assert first == blobs[refs[0].digest]
     assert source.in_flight == 2  # the third read-ahead is created, not yet started
