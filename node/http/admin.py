@@ -1,7 +1,10 @@
-"""The admin listener: token-protected JSON about this node, under /admin/api/v1/.
+"""The admin listener: token-protected JSON about this node, under /admin/api/v1/, and the
+console (node/http/console.py).
 
-Every route, known or not, requires `Authorization: Bearer <admin token>`; a request without
-it learns nothing but 401. The token is compared in constant time and never logged.
+Every route, known or not, requires `Authorization: Bearer <admin token>` or a console session
+cookie, except the console's login page and static assets; a request without either learns
+nothing but 401 (a browser asking for a console page is sent to the login). The token is
+compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from node.context import VERSION, NodeContext
+from node.http.console import ConsoleSessions, add_console_routes, is_open_path, login_redirect
 from node.http.problems import Problem, dumps, problem_middleware
 from node.http.security import add_security_headers
+from node.metrics import metrics_handler
 
 __all__ = ["build_admin_app", "status_json"]
 
@@ -29,13 +34,19 @@ def _bearer(request: web.Request) -> bytes | None:
     return credentials.strip().encode("utf-8", "surrogateescape")
 
 
-def _auth_middleware(token: str) -> Middleware:
+def _auth_middleware(token: str, sessions: ConsoleSessions) -> Middleware:
     expected = token.encode("utf-8")
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # The console's login page and assets are open; a console session counts as the token.
+        if is_open_path(request.path) or sessions.of(request):
+            return await handler(request)
         given = _bearer(request)
         if given is None:
+            to_login = login_redirect(request)
+            if to_login is not None:
+                return to_login
             raise Problem(
                 401,
                 "unauthorized",
@@ -174,9 +185,10 @@ def _membership_json(ctx: NodeContext) -> dict[str, Any]:
 
 def build_admin_app(ctx: NodeContext) -> web.Application:
     """The admin application; the daemon runs it on `ctx.config.admin_listen`."""
+    sessions = ConsoleSessions()
     app = web.Application(
         client_max_size=ctx.config.max_body_bytes,
-        middlewares=[problem_middleware, _auth_middleware(ctx.admin_token)],
+        middlewares=[problem_middleware, _auth_middleware(ctx.admin_token, sessions)],
     )
 
     async def status(request: web.Request) -> web.Response:
@@ -219,5 +231,7 @@ def build_admin_app(ctx: NodeContext) -> web.Application:
     app.router.add_get("/admin/api/v1/replication", replication)
     app.router.add_get("/admin/api/v1/sync", sync)
     app.router.add_get("/admin/api/v1/peers", peers)
+    app.router.add_get("/metrics", metrics_handler(ctx))  # behind the token, like the rest
+    add_console_routes(app, ctx, sessions)
     app.on_response_prepare.append(add_security_headers)
     return app

@@ -1,0 +1,215 @@
+"""The admin console in real headless Chromium against a running three-node network: login is
+required (no cookie → the login page, a wrong token refused, the API still 401 without either),
+each view shows real values from the nodes, search finds an ingested title, the resource page
+names the libraries holding its copies, both languages are complete, and logout ends the
+session. Every view is saved as a screenshot under test-artifacts/console/."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from node.http.console import CONSOLE_CSP, SESSION_COOKIE
+from tests.browser.conftest import CONSOLE_NODE, TITLES, Network, screenshot_path
+
+pytestmark = pytest.mark.slow
+
+WAIT_MS = 20_000
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        with e:
+            return int(e.code)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(
+        locale="en-US", viewport={"width": 1280, "height": 860}, device_scale_factor=1
+    )
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "console",
+        lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text else None,
+    )
+    yield page
+    context.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+def _login(page: Any, node: Any) -> None:
+    page.goto(node.admin + "/")
+    page.wait_for_url(re.compile(r"/console/login$"))
+    page.fill("#token", node.token)
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/$"))
+    page.wait_for_selector("body[data-loaded=yes]")
+
+
+def _view(page: Any, name: str) -> None:
+    page.click(f"#nav a[data-view={name}]")
+    page.wait_for_selector(f"#view-{name}:not([hidden])")
+
+
+def test_login_is_required(net: Network, page: Any) -> None:
+    node = net[CONSOLE_NODE]
+    assert _status(node.admin + "/admin/api/v1/status") == 401
+    assert _status(node.admin + "/admin/api/v1/search?q=x") == 401
+    # Bearer still opens the JSON API.
+    assert (
+        _status(node.admin + "/admin/api/v1/status", {"Authorization": f"Bearer {node.token}"})
+        == 200
+    )
+
+    response = page.goto(node.admin + "/console/")
+    page.wait_for_url(re.compile(r"/console/login$"))
+    assert response.headers["content-security-policy"] == CONSOLE_CSP
+    assert page.is_visible("#token")
+    assert page.is_hidden("#failed")
+    page.screenshot(path=screenshot_path("login"), full_page=True)
+
+    page.fill("#token", "not-the-token")
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/login\?failed=1$"))
+    page.wait_for_selector("#failed:not([hidden])")
+    assert "not this node's admin token" in page.inner_text("#failed")
+    assert not [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    page.screenshot(path=screenshot_path("login-refused"), full_page=True)
+    # Still no way in: the console page sends the browser back to the login.
+    page.goto(node.admin + "/console/")
+    page.wait_for_url(re.compile(r"/console/login$"))
+
+
+def test_views_show_the_network(net: Network, page: Any) -> None:
+    node = net[CONSOLE_NODE]
+    _login(page, node)
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"] != node.token and cookie["expires"] > 0
+
+    # Overview: who this node is, its parent and child, real counts, alerts.
+    page.wait_for_selector("#node-name")
+    assert page.inner_text("#node-name") == node.spec.name
+    overview = page.inner_text("#view-overview")
+    assert "甘肃省图书馆 Gansu" in overview  # parent (issuer of the city's certificate)
+    assert "municipal" in overview and node.node_id in overview
+    records = page.inner_text("#view-overview .stat:first-child .value")
+    assert int(records.replace(",", "")) >= len(TITLES)
+    page.screenshot(path=screenshot_path("overview"), full_page=True)
+
+    # Peers: the national library and the province, connected, with round-trip times.
+    _view(page, "peers")
+    national = net["national"]
+    row = f"#view-peers tr[data-node-id='{national.node_id}']"
+    page.wait_for_selector(f"{row} .badge.connected")
+    assert "国家图书馆 National Library" in page.inner_text(row)
+    assert " ms" in page.inner_text(row)
+    page.screenshot(path=screenshot_path("peers"), full_page=True)
+
+    # Sync: the set's size and a reconciliation per peer.
+    _view(page, "sync")
+    page.wait_for_function(
+        "document.querySelectorAll('#view-sync tbody tr').length >= 2", timeout=WAIT_MS
+    )
+    sync = page.inner_text("#view-sync")
+    total = net[CONSOLE_NODE].admin_json("/admin/api/v1/sync")["total"]
+    assert total > 0 and "Gansu" in sync
+    page.screenshot(path=screenshot_path("sync"), full_page=True)
+
+    # Transfers, storage, replication health.
+    _view(page, "transfers")
+    page.wait_for_selector("#view-transfers h3")
+    transfers = page.text_content("#view-transfers")
+    assert "Queue by priority" in transfers and "Bandwidth window" in transfers
+    page.screenshot(path=screenshot_path("transfers"), full_page=True)
+
+    _view(page, "storage")
+    own = page.inner_text("#view-storage tr:has([data-class=own])")
+    assert "own collections" in own and re.search(r"\b[1-9]\d*\s", own), own
+    page.screenshot(path=screenshot_path("storage"), full_page=True)
+
+    _view(page, "replication")
+    page.wait_for_selector("#view-replication .stats")
+    assert "Resources with content" in page.inner_text("#view-replication")
+    page.screenshot(path=screenshot_path("replication"), full_page=True)
+
+    # Catalogue: search finds an ingested title; its page names the holders.
+    _view(page, "catalogue")
+    page.fill("#q", "嘉峪关")
+    page.click("#search-form button")
+    page.wait_for_selector("#search-results a.result-title")
+    assert TITLES[2] in page.inner_text("#search-results")
+    page.fill("#q", "敦煌")
+    page.click("#search-form button")
+    link = page.locator("#search-results a.result-title", has_text=TITLES[0])
+    link.wait_for()
+    page.screenshot(path=screenshot_path("catalogue"), full_page=True)
+    link.click()
+    page.wait_for_selector("#resource-title")
+    assert page.inner_text("#resource-title") == TITLES[0]
+    page.wait_for_function(
+        "document.querySelectorAll('#holders tbody tr').length >= 2", timeout=WAIT_MS
+    )
+    holders = page.inner_text("#holders")
+    assert node.spec.name in holders and "this node" in holders
+    others = [n.spec.name for k, n in net.nodes.items() if k != CONSOLE_NODE]
+    assert any(name in holders for name in others), holders
+    assert net.pids[TITLES[0]] in page.inner_text("#view-resource")
+    assert "open" in page.inner_text("#view-resource")
+    page.screenshot(path=screenshot_path("resource"), full_page=True)
+
+
+def test_chinese_and_english_are_complete(net: Network, page: Any) -> None:
+    node = net[CONSOLE_NODE]
+    _login(page, node)
+    keys = page.evaluate("[Object.keys(SIKU_I18N.en).sort(), Object.keys(SIKU_I18N.zh).sort()]")
+    assert keys[0] == keys[1], set(keys[0]) ^ set(keys[1])
+    page.click("#lang")
+    page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+    assert page.inner_text("#nav a[data-view=overview]") == "概览"
+    page.wait_for_selector("#view-overview .stat")
+    assert "目录记录" in page.inner_text("#view-overview")
+    page.screenshot(path=screenshot_path("overview-zh"), full_page=True)
+    _view(page, "peers")
+    page.wait_for_selector("#view-peers .badge.connected")
+    assert "已连接" in page.inner_text("#view-peers")
+    page.screenshot(path=screenshot_path("peers-zh"), full_page=True)
+    # The choice survives a reload (and the next login).
+    page.reload()
+    page.wait_for_selector("body[data-loaded=yes]")
+    assert page.inner_text("#nav a[data-view=sync]") == "同步"
+
+
+def test_logout_ends_the_session(net: Network, page: Any) -> None:
+    node = net[CONSOLE_NODE]
+    _login(page, node)
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    api = node.admin + "/admin/api/v1/status"
+    with_cookie = {"Cookie": f"{SESSION_COOKIE}={cookie['value']}"}
+    assert _status(api, with_cookie) == 200
+    page.click("#logout")
+    page.wait_for_url(re.compile(r"/console/login$"))
+    assert _status(api, with_cookie) == 401
+    # A forged or stale cookie is no session.
+    assert _status(api, {"Cookie": f"{SESSION_COOKIE}={node.token}"}) == 401
+    body = json.loads(
+        urllib.request.urlopen(
+            urllib.request.Request(api, headers={"Authorization": f"Bearer {node.token}"}),
+            timeout=10,
+        ).read()
+    )
+    assert body["node"]["name"] == node.spec.name
