@@ -8,8 +8,11 @@ set from a source folder into an empty destination over 127.0.0.1; per data set 
 table shows seconds, MB/s, files/s and peak memory (medians of the runs, interleaved: siku,
 rsync --fsync, rsync + sync -f, syncthing in each run, a fresh destination every time).
 
-* siku: `run_siku` (to be written once issue 5's transfer path lands): two daemons, every byte
-  verified and fsynced before it counts. Until then its column reads "not measured".
+* siku (SikuNetwork): two daemons, a national and a provincial library; the set ingested at the
+  provincial one (untimed; `large` in resources of 10 files, `small` one resource per folder),
+  the catalogue synced to the national one with its replication off (untimed); timed from the
+  national daemon's admin API answering, replication on, to its last committed copy (every
+  chunk verified, written and flushed before the commit). A siku failure shows in its column.
 * rsync: a daemon (`rsync --daemon --no-detach`, a generated rsyncd.conf: 127.0.0.1, a free
   port, one read-only module over the data set, `use chroot = no`, this process's uid/gid)
   started before the clock; timed from `rsync -a rsync://127.0.0.1:PORT/m/ DEST/` to the end
