@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from node.config import Config
+from node.events import Events
 from node.keys import Identity
 from storage.store import Store
 
@@ -29,6 +30,7 @@ class NodeContext:
     peering: Peering | None = None  # None until the node is enrolled in a network
     sync: CatalogueSync | None = None  # catalogue sync, with peering
     replication: Replication | None = None  # content replication, with sync
+    events: Events = field(default_factory=Events)  # recent significant events (console)
     started_monotonic: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
 

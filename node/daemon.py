@@ -12,7 +12,7 @@ import uvloop
 from aiohttp import web
 
 from node.config import Config, HostPort
-from node.context import NodeContext
+from node.context import VERSION, NodeContext
 from node.enrolment import load_chain
 from node.errors import NodeError
 from node.http.admin import build_admin_app
@@ -58,6 +58,7 @@ class Daemon:
                     interval_s=config.sync_interval_seconds,
                     settings=SyncSettings(),
                 )
+                ctx.peering.events = ctx.events
                 await ctx.sync.start()
                 if config.replication.enabled:
                     ctx.replication = Replication(config, identity, store, ctx.peering, ctx.sync)
@@ -79,6 +80,7 @@ class Daemon:
                     config.listen.url(),
                     config.admin_listen.url(),
                 )
+                ctx.events.record("info", "node-started", f"{config.name} {VERSION} started")
                 self.ready.set()
                 async with asyncio.TaskGroup() as tg:
                     stop = tg.create_task(self._stop.wait())

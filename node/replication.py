@@ -188,6 +188,7 @@ class Replication:
 
     def _peer_fault(self, peer: str, code: str) -> None:
         log.warning("peer=%s served bad content: %s", peer, code)
+        self.peering.events.record("error", "corrupt-chunk", f"bad content: {code}", node=peer)
         self.peering.rejections.add(peer, code)
 
     # --- the service -----------------------------------------------------------------------
@@ -285,6 +286,7 @@ class Replication:
         holdings = await self.store.holdings.holders()
         copies = {c.pid: c for c in await self.store.holdings.copies()}
         policy = await self.policy()
+        self.peering.events.changed("policy-changed", repr(policy), f"replication policy: {policy}")
         resources: list[Resource] = []
         holders: dict[str, frozenset[str]] = {}
         local: list[LocalCopy] = []
@@ -394,6 +396,7 @@ class Replication:
                 if await self.store.holdings.drop_copy(pid):
                     self.counters.dropped += 1
                     log.info("pid=%s copy dropped: no longer needed here", pid)
+                    self.peering.events.record("info", "copy-dropped", "no longer needed", pid=pid)
                     self._dirty.set()
             protected = {c.digest for t in self.transfers_tasks() for c in t.chunks}
             # Never while an ingest runs (siku ingest, another process): it could find a
@@ -452,6 +455,12 @@ class Replication:
                 task.pid,
                 task.klass,
                 record.content_size,
+            )
+            self.peering.events.record(
+                "info",
+                "copy-complete",
+                f"{task.klass} copy, {record.content_size} bytes",
+                pid=task.pid,
             )
             self._dirty.set()
         else:

@@ -5,6 +5,13 @@ Routes (admin listener, behind the same token or session as the rest of /admin/)
     /admin/api/v1/console/overview      parent, children, alerts
     /admin/api/v1/search?q=&per_page=   the catalogue's ranked search
     /admin/api/v1/resource?pid=         record, rights, this node's copy, holders by name
+    /admin/api/v1/events?level=&kind=&limit=   recent significant events, newest first
+    /admin/api/v1/console/network       every node below this one, from their status records
+
+A national library's network is every other member (provincial libraries are certified by the
+root, not by it); any other library's is the nodes its certificates reach, directly or through
+the libraries it certified. A node is online when a fresh status (younger than two heartbeats)
+or a live connection says so.
 """
 
 from __future__ import annotations
@@ -16,22 +23,29 @@ from typing import Any
 from aiohttp import web
 
 from node.context import NodeContext
+from node.events import KINDS, LEVELS, parse_query
 from node.http.problems import Problem, dumps
 from node.http.public import record_json, today
 from protocol import ark
 from protocol.errors import ProtocolError
 from protocol.holdings import content_key
 from protocol.identity import node_id
+from protocol.records import decode_envelope
+from protocol.status import STATUS_HEARTBEAT_MS, NodeStatus, decode_status
 from storage.errors import IntegrityError, NotFoundError
 from storage.textindex import match_expression
 
 __all__ = [
     "CERTIFICATE_WARN_DAYS",
+    "MAX_TREE_DEPTH",
+    "ONLINE_WITHIN_MS",
     "SEARCH_PAGE_SIZE",
     "STORAGE_FULL_FRACTION",
     "STORAGE_WARN_FRACTION",
     "add_console_api",
     "alerts",
+    "below",
+    "network_row",
 ]
 
 CERTIFICATE_WARN_DAYS = 30
@@ -39,6 +53,8 @@ STORAGE_WARN_FRACTION = 0.85
 STORAGE_FULL_FRACTION = 0.95
 SEARCH_PAGE_SIZE = 50
 DAY_MS = 86_400_000
+ONLINE_WITHIN_MS = 2 * STATUS_HEARTBEAT_MS  # a status this fresh means the node is up
+MAX_TREE_DEPTH = 4  # national → provincial → municipal → county
 
 
 def _json(data: object) -> web.Response:
@@ -141,6 +157,52 @@ def _tree(ctx: NodeContext) -> dict[str, Any]:
     return {"parent": parent, "children": children}
 
 
+def below(names: dict[bytes, dict[str, Any]], me: bytes, tier: str) -> list[bytes]:
+    """The nodes a library oversees: every other member for a national library, else the
+    nodes its certificates reach (at most MAX_TREE_DEPTH levels down)."""
+    if tier == "national":
+        return [k for k in names if k != me]
+    out: list[bytes] = []
+    level = {me}
+    for _ in range(MAX_TREE_DEPTH):
+        level = {k for k, info in names.items() if info["issuer"] in level and k not in level}
+        level -= {me, *out}
+        if not level:
+            break
+        out.extend(level)
+    return out
+
+
+def network_row(
+    info: dict[str, Any],
+    status: NodeStatus | None,
+    connected: bool,
+    issuer: str | None,
+    now_ms: int,
+) -> dict[str, Any]:
+    """One node of the network view: who it is, and what its newest status says."""
+    row: dict[str, Any] = {k: info.get(k) for k in ("node_id", "name", "code", "tier", "region")}
+    row |= {"parent": issuer, "connected": connected, "status": None}
+    age = None if status is None else max(0, now_ms - status.version.wall_ms)
+    fresh = age is not None and age <= ONLINE_WITHIN_MS
+    row["online"] = connected or fresh
+    if status is not None:
+        row["status"] = {
+            "at_ms": status.version.wall_ms,
+            "age_s": None if age is None else age // 1000,
+            "fresh": fresh,
+            "held_resources": status.held_resources,
+            "used_bytes": status.used_bytes,
+            "quota_bytes": status.quota_bytes,
+            "free_bytes": max(0, status.quota_bytes - status.used_bytes),
+            "deferred_bytes": status.deferred_bytes,
+            "sync_behind": status.sync_behind,
+            "oldest_verified_s": status.oldest_verified_s or None,
+            "full": status.full,
+        }
+    return row
+
+
 def add_console_api(app: web.Application, ctx: NodeContext) -> None:
     async def overview(request: web.Request) -> web.Response:
         from node.http.admin import status_json  # admin registers the console: import late
@@ -226,6 +288,54 @@ def add_console_api(app: web.Application, ctx: NodeContext) -> None:
             }
         )
 
+    async def events(request: web.Request) -> web.Response:
+        try:
+            q = parse_query(request.query)
+        except ValueError as e:
+            raise Problem(400, "bad-query", "Bad events query", f"{e}.") from e
+        found = ctx.events.query(q)
+        return _json(
+            {
+                "events": [e.json() for e in found],
+                "levels": list(LEVELS),
+                "kinds": sorted(KINDS),
+                "counts": ctx.events.counts(),
+                "capacity": ctx.events.capacity,
+            }
+        )
+
+    async def network(request: web.Request) -> web.Response:
+        if ctx.sync is None or ctx.peering is None:
+            return _json({"enrolled": False, "nodes": [], "heartbeat_s": 0})
+        names = _names(ctx)
+        me = ctx.identity.public_key
+        keys = below(names, me, ctx.config.tier)
+        statuses: dict[bytes, NodeStatus] = {}
+        wanted = set(keys)
+        for envelope in await ctx.store.holdings.status_envelopes():
+            try:
+                st = decode_status(decode_envelope(envelope))
+            except ProtocolError:  # verified before it was stored: a bad one is not shown
+                continue
+            if st.node in wanted:
+                statuses[st.node] = st
+        connected = {
+            p.node_id for p in ctx.peering.table.snapshot() if p.state == "connected" and p.node_id
+        }
+        now_ms = int(time.time() * 1000)
+        rows = []
+        for key in keys:
+            info = names[key]
+            issuer = names.get(info["issuer"], {}).get("name")
+            rows.append(
+                network_row(info, statuses.get(key), info["node_id"] in connected, issuer, now_ms)
+            )
+        order = {"national": 0, "provincial": 1, "municipal": 2, "county": 3}
+        rows.sort(key=lambda r: (order.get(str(r["tier"]), 9), str(r["region"]), str(r["name"])))
+        return _json({"enrolled": True, "nodes": rows, "heartbeat_s": STATUS_HEARTBEAT_MS // 1000})
+
     app.router.add_get("/admin/api/v1/console/overview", overview)
+    app.router.add_get("/admin/api/v1/console/network", network)
+    app.router.add_get("/admin/api/v1/events", events)
     app.router.add_get("/admin/api/v1/search", search)
     app.router.add_get("/admin/api/v1/resource", resource)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import functools
 import json
 import secrets
 import time
@@ -43,6 +45,7 @@ __all__ = [
 
 HELLO_PATH = "/peer/v1/hello"
 MAX_PROBLEM_BYTES = 4 * 1024
+OFF_LOOP_BYTES = 256 * 1024  # answers larger than this are checked in a worker thread
 
 
 class PeerError(NodeError):
@@ -179,18 +182,25 @@ class PeerClient:
         verify_with: bytes | httpsig.SessionKey = (
             signer if isinstance(signer, httpsig.SessionKey) else peer_key
         )
+        check = functools.partial(
+            httpsig.verify_response,
+            status=status,
+            headers=headers,
+            body=answer,
+            public_key=verify_with,
+            request_method="POST",
+            request_path=path,
+            request_query="",
+            request_signature_member=member,
+            now=int(self.clock()),
+        )
         try:  # also checks the answer's key id is `peer_key`'s node id, or our session's
-            httpsig.verify_response(
-                status=status,
-                headers=headers,
-                body=answer,
-                public_key=verify_with,
-                request_method="POST",
-                request_path=path,
-                request_query="",
-                request_signature_member=member,
-                now=int(self.clock()),
-            )
+            if len(answer) > OFF_LOOP_BYTES:
+                # Hashing megabytes of chunks takes milliseconds: done in a thread (hashlib
+                # releases the GIL), the node goes on answering its admins and peers.
+                await asyncio.to_thread(check)
+            else:
+                check()
         except ProtocolError as e:
             raise PeerMisbehavedError(e.code, f"answer signature: {e.message}") from e
         return answer

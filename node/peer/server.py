@@ -35,6 +35,7 @@ the session stands in for the caller's key and chain, and the chain is still re-
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -80,6 +81,7 @@ SESSION_SECONDS = 3_600.0  # a hello every hello_interval renews it long before
 SESSION_GRACE_SECONDS = 30.0  # a replaced session still serves requests already in flight
 MAX_CALLERS_TRACKED = 4_096
 MSGPACK = "application/msgpack"
+OFF_LOOP_BYTES = 256 * 1024  # answers larger than this are signed in a worker thread
 FIRST_CONTACT_PATH = "/peer/v1/hello"  # the one route a request for "any receiver" may use
 
 _STATUS = {
@@ -342,6 +344,11 @@ class PeerServer:
                 self._check_receiver(pending, request)
                 self.nonces.check_and_add(claimed, pending.params.nonce, now, caller)
             status, out = await handler(admitted, body)
+            if len(out) > OFF_LOOP_BYTES:
+                # Megabytes of chunks: the body's digest is computed in a worker thread
+                # (hashlib releases the GIL), so the node goes on answering meanwhile.
+                signed = await asyncio.to_thread(self._sign, status, out, pending, signer)
+                return self._respond(status, out, MSGPACK, pending, signer, signed)
             return self._respond(status, out, MSGPACK, pending, signer)
         except (PeerProblem, ProtocolError) as e:
             problem = e if isinstance(e, PeerProblem) else PeerProblem(e.code, e.message)
@@ -446,17 +453,27 @@ class PeerServer:
         content_type: str,
         pending: httpsig.PendingRequest | None,
         signer: httpsig.Signer | None = None,
+        signed: dict[str, str] | None = None,
     ) -> web.Response:
         resp = web.Response(status=status, body=body, content_type=content_type)
         resp.headers["Cache-Control"] = "no-store"
         if pending is not None:  # a response can be bound only to a request that parsed
-            resp.headers.update(
-                httpsig.sign_response(
-                    signer or self.key,
-                    status=status,
-                    body=body,
-                    created=int(self.clock()),
-                    request=pending,
-                )
-            )
+            resp.headers.update(signed or self._sign(status, body, pending, signer))
         return resp
+
+    def _sign(
+        self,
+        status: int,
+        body: bytes,
+        pending: httpsig.PendingRequest,
+        signer: httpsig.Signer | None,
+    ) -> dict[str, str]:
+        return dict(
+            httpsig.sign_response(
+                signer or self.key,
+                status=status,
+                body=body,
+                created=int(self.clock()),
+                request=pending,
+            )
+        )

@@ -15,6 +15,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.config import Config
+from node.events import Events
 from node.keys import Identity
 from node.network import NetworkDescription
 from node.peer.client import (
@@ -75,6 +76,7 @@ class Peering:
     store: Store
     clock_ms: Callable[[], int] = _now_ms
     rejections: Rejections = field(default_factory=Rejections)
+    events: Events = field(default_factory=Events)  # the daemon shares NodeContext.events
     # Called when a peer becomes connected (catalogue sync reconciles with it at once).
     on_connected: Callable[[Admitted], Awaitable[None]] | None = None
 
@@ -250,7 +252,7 @@ class Peering:
                 self.table.add(url, "configured", now)
 
     async def _dial(self, client: PeerClient, peer: Peer, limit: asyncio.Semaphore) -> None:
-        url = peer.url
+        url, before = peer.url, peer.state
         try:
             async with limit:
                 try:
@@ -280,6 +282,7 @@ class Peering:
                 await self._connected(url, outcome)
         finally:
             self._busy.discard(url)
+            self.events.peer_state(peer.name or url, before, peer.state, peer.last_error)
 
     async def _connected(self, url: str, outcome: HelloOutcome) -> None:
         subject = outcome.admitted.leaf.subject

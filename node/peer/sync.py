@@ -68,7 +68,7 @@ class CatalogueSync:
             clock_ms=peering.clock_ms,
             settings=settings,
             on_applied=self._applied,
-            on_rejected=peering.rejections.add,
+            on_rejected=self._rejected,
         )
         peering.on_connected = self._connected
         # Called when records that content replication plans from arrive (catalogue,
@@ -121,6 +121,10 @@ class CatalogueSync:
                     await self.peering.membership.add_revocation(record.signed)
                 except ProtocolError as e:  # held by sync, judged stricter for peering
                     log.info("revocation not applied to peering: %s", e.message)
+
+    def _rejected(self, sender: str, code: str) -> None:
+        self.peering.rejections.add(sender, code)
+        self.peering.events.record("warning", "records-refused", f"refused: {code}", node=sender)
 
     def address(self, node: str) -> tuple[str, bytes]:
         peer = self.peering.connected_peers().get(node)
@@ -189,6 +193,14 @@ class _HttpTransport:
         self.sync = sync
 
     async def _call(self, peer: str, route: str, body: bytes, max_answer: int) -> bytes:
+        try:
+            return await self._call_peer(peer, route, body, max_answer)
+        except TransportError as e:
+            level = "error" if e.misbehaved else "warning"
+            self.sync.peering.events.record(level, "sync-error", f"{route}: {e.message}", node=peer)
+            raise
+
+    async def _call_peer(self, peer: str, route: str, body: bytes, max_answer: int) -> bytes:
         client: PeerClient | None = self.sync.peering.client
         if client is None:
             raise TransportError("the peer client is not running")

@@ -4,6 +4,7 @@ python -m tests.bench                 # full: 1,000 × 1 MiB files, 100,000 reco
 python -m tests.bench --quick         # smoke: 64 × 1 MiB files, 5,000 records (< 1 min)
 python -m tests.bench --profile       # also cProfile an in-process catalogue ingest
 python -m tests.bench --runs 5 --workdir /mnt/fast/bench-data
+python -m tests.bench --only console  # console latency while 1 GiB replicates (issue 6)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.bench.common import (
     log,
     machine_info,
 )
+from tests.bench.console import run_console
 from tests.bench.ingest_files import run_ingest_files
 from tests.bench.peer import run_peer
 from tests.bench.replication import run_replication
@@ -46,6 +48,7 @@ CREATED = (
     "catalogue",
     "profile",
     "peer",
+    "console",
 )  # what a run leaves in the workdir, unless --keep
 
 
@@ -67,6 +70,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
             "sync",
             "sync-initial",
             "replication",
+            "console",
             "profile",
         ),
         help="one benchmark (search ingests first; profile implies --profile)",
@@ -161,6 +165,9 @@ def run(settings: Settings, only: str | None, budget: float) -> Outcome:
     if only in (None, "replication"):  # tests/bench/replication.py: siku vs rsync, syncthing
         log("replication benchmark (data sets cached in WORKDIR/replication)")
         guarded("replication", lambda: run_replication(settings, repeat))
+    if only in (None, "console"):  # tests/bench/console.py: console latency under replication
+        log("console latency benchmark (data set cached in WORKDIR/replication)")
+        guarded("console", lambda: run_console(settings))
     if settings.profile:
         log(f"cProfile of an in-process ingest of {settings.profile_records:,} rows")
         try:

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from node.http.console import CONSOLE_CSP, SESSION_COOKIE
-from tests.browser.conftest import CONSOLE_NODE, TITLES, Network, screenshot_path
+from tests.browser.conftest import (
+    CONSOLE_NODE,
+    REPLICATE_SECONDS,
+    TITLES,
+    Network,
+    screenshot_path,
+)
+from tests.integration.sync_helpers import poll
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +76,8 @@ def test_login_is_required(net: Network, page: Any) -> None:
     node = net[CONSOLE_NODE]
     assert _status(node.admin + "/admin/api/v1/status") == 401
     assert _status(node.admin + "/admin/api/v1/search?q=x") == 401
+    assert _status(node.admin + "/admin/api/v1/events") == 401
+    assert _status(node.admin + "/admin/api/v1/console/network") == 401
     # Bearer still opens the JSON API.
     assert (
         _status(node.admin + "/admin/api/v1/status", {"Authorization": f"Bearer {node.token}"})
@@ -213,3 +222,73 @@ def test_logout_ends_the_session(net: Network, page: Any) -> None:
         ).read()
     )
     assert body["node"]["name"] == node.spec.name
+
+
+def test_events_and_network_at_the_national_library(net: Network, page: Any) -> None:
+    national = net["national"]
+    others = [n for k, n in net.nodes.items() if k != "national"]
+    # A copy made at the national library (three nodes, three copies by policy) and every
+    # other node's status record arrived there.
+    poll(
+        lambda: national.admin_json("/admin/api/v1/events?kind=copy-complete")["events"],
+        bool,
+        REPLICATE_SECONDS,
+        "a copy-complete event at the national library",
+        interval=0.5,
+        alive=net.alive,
+    )
+    poll(
+        lambda: national.admin_json("/admin/api/v1/console/network")["nodes"],
+        lambda ns: len(ns) == len(others) and all(n["status"] for n in ns),
+        REPLICATE_SECONDS,
+        "every other node's status at the national library",
+        interval=0.5,
+        alive=net.alive,
+    )
+    _login(page, national)
+
+    _view(page, "events")
+    page.wait_for_selector("#view-events tr[data-kind=copy-complete]")
+    events = page.inner_text("#view-events")
+    assert "copy complete" in events and "node started" in events and "peer connected" in events
+    copy = page.inner_text("#view-events tr[data-kind=copy-complete]")
+    assert "ark:" in copy and "bytes" in copy, copy
+    page.screenshot(path=screenshot_path("events"), full_page=True)
+    # Filters: by kind, then by level (warnings and worse hide the copies).
+    page.select_option("#events-kind", "peer-connected")
+    page.wait_for_function(
+        "() => { const rows = [...document.querySelectorAll('#view-events tbody tr')];"
+        " return rows.length > 0 && rows.every(r => r.dataset.kind === 'peer-connected'); }"
+    )
+    page.select_option("#events-kind", index=0)
+    page.select_option("#events-level", "warning")
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('#view-events tbody tr')]"
+        ".some(r => r.dataset.level === 'info')"
+    )
+    page.select_option("#events-level", index=0)
+    page.wait_for_selector("#view-events tr[data-kind=copy-complete]")
+
+    _view(page, "network")
+    for node in others:
+        row = f"#view-network tr[data-node-id='{node.node_id}']"
+        page.wait_for_selector(f"{row}[data-online=yes]")
+        text = page.inner_text(row)
+        assert node.spec.name in text and node.spec.region in text, text
+        assert "online" in text and re.search(r"\d (KiB|MiB|GiB|TiB)", text), text
+    city = national.admin_json("/admin/api/v1/console/network")["nodes"]
+    (jq,) = [n for n in city if n["node_id"] == net[CONSOLE_NODE].node_id]
+    assert jq["parent"] == net["gansu"].spec.name and jq["status"]["held_resources"] >= len(TITLES)
+    assert jq["status"]["quota_bytes"] > 0 and jq["status"]["free_bytes"] > 0
+    page.screenshot(path=screenshot_path("network"), full_page=True)
+
+    page.click("#lang")
+    page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+    page.wait_for_selector("#view-network .badge.connected")
+    assert "在线" in page.inner_text("#view-network")
+    page.screenshot(path=screenshot_path("network-zh"), full_page=True)
+    _view(page, "events")
+    page.wait_for_selector("#view-events tr[data-kind=copy-complete]")
+    assert "副本完成" in page.inner_text("#view-events")
+    page.screenshot(path=screenshot_path("events-zh"), full_page=True)
+    page.click("#lang")  # back to English for the next test's login

@@ -7,8 +7,9 @@
   const t = S.t;
   const POLL_MS = 3000;
   const API = "/admin/api/v1/";
-  const VIEWS = ["overview", "peers", "sync", "transfers", "storage", "replication", "catalogue", "resource"];
-  const data = { status: null, peers: null, sync: null, replication: null, overview: null };
+  const VIEWS = ["overview", "peers", "sync", "transfers", "storage", "replication", "events", "network", "catalogue", "resource"];
+  const EVENT_LIMIT = 200;
+  const data = { status: null, peers: null, sync: null, replication: null, overview: null, events: null, network: null };
   let failed = false;
   let updated = null;
   let resourcePid = null;
@@ -152,6 +153,9 @@
         getJson("status"), getJson("peers"), getJson("sync"), getJson("replication"), getJson("console/overview"),
       ]);
       [data.status, data.peers, data.sync, data.replication, data.overview] = got;
+      // The events and network views are fetched only while one of them is shown.
+      if (current() === "events") data.events = await getJson(eventsQuery());
+      if (current() === "network") data.network = await getJson("console/network");
       failed = false;
       updated = new Date();
     } catch (e) {
@@ -407,6 +411,88 @@
     ]);
   }
 
+  function eventsQuery() {
+    const kind = document.getElementById("events-kind").value;
+    const level = document.getElementById("events-level").value;
+    return "events?limit=" + EVENT_LIMIT + (kind ? "&kind=" + encodeURIComponent(kind) : "") + (level ? "&level=" + encodeURIComponent(level) : "");
+  }
+
+  function fillSelect(id, allKey, values, label) {
+    const sel = document.getElementById(id);
+    const key = S.lang() + ":" + values.join(",");
+    if (sel.dataset.options === key) return; // rebuilt only when they change: an open list stays open
+    sel.dataset.options = key;
+    const chosen = sel.value;
+    sel.replaceChildren.apply(sel, [h("option", { value: "", text: t(allKey) })].concat(values.map(function (v) {
+      return h("option", { value: v, text: label(v) });
+    })));
+    sel.value = values.indexOf(chosen) >= 0 ? chosen : "";
+  }
+
+  function renderEvents() {
+    const e = data.events;
+    const box = document.getElementById("events-list");
+    fillSelect("events-kind", "events.all_kinds", (e && e.kinds) || [], function (k) { return word("kind", k); });
+    fillSelect("events-level", "events.all_levels", (e && e.levels) || [], function (l) { return t("events.at_least", { level: t("level." + l) }); });
+    if (!e) return box.replaceChildren(h("p", { class: "empty", text: t("common.loading") }));
+    const total = e.counts.info + e.counts.warning + e.counts.error;
+    box.replaceChildren(
+      h("p", { class: "muted", text: t("events.held", { n: num(total), cap: num(e.capacity) }) }),
+      table([
+        ["events.time", function (x) { return h("span", { title: when(x.first_ms) }, when(x.at_ms)); }],
+        ["events.level", function (x) { return badge(x.level === "info" ? "info" : x.level, t("level." + x.level)); }],
+        ["events.kind", function (x) { return word("kind", x.kind); }],
+        ["events.about", function (x) { return x.pid ? resourceLink(x.pid) : (x.node || ""); }],
+        ["events.message", function (x) { return x.message; }],
+        ["events.count", function (x) { return num(x.count); }, "num"],
+      ], e.events, "events.none", function (x) { return { "data-kind": x.kind, "data-level": x.level }; }));
+  }
+
+  async function refreshEvents() {
+    try {
+      data.events = await getJson(eventsQuery());
+    } catch (err) {
+      failed = true;
+    }
+    render();
+  }
+
+  function renderNetwork() {
+    const n = data.network;
+    if (!n) return fill("network", h("p", { class: "empty", text: t("common.loading") }));
+    if (!n.enrolled) return fill("network", [h("h2", { text: t("network.title") }), h("p", { class: "empty", text: t("network.not_enrolled") })]);
+    const nodes = n.nodes;
+    const st = function (x) { return x.status || {}; };
+    const free = nodes.reduce(function (a, x) { return a + (x.status ? x.status.free_bytes : 0); }, 0);
+    fill("network", [
+      h("h2", { text: t("network.title") }),
+      h("div", { class: "stats" },
+        stat("network.nodes", num(nodes.length)),
+        stat("network.online_count", num(nodes.filter(function (x) { return x.online; }).length)),
+        stat("network.full_count", num(nodes.filter(function (x) { return x.status && x.status.full; }).length)),
+        stat("network.total_free", bytes(free))),
+      h("p", { class: "muted", text: t("network.help", { minutes: Math.round(n.heartbeat_s / 60) }) }),
+      table([
+        ["network.name", function (x) { return h("span", { class: "node-name" }, x.name || x.node_id); }],
+        ["network.tier", function (x) { return tierName(x.tier); }],
+        ["network.region", function (x) { return x.region || ""; }],
+        ["network.parent", function (x) { return x.parent || t("overview.root"); }],
+        ["network.state", function (x) { return badge(x.online ? "connected" : "failed", x.online ? t("network.online") : t("network.offline")); }],
+        ["network.status_age", function (x) { return x.status ? ago(x.status.age_s) : t("network.no_status"); }],
+        ["network.holdings", function (x) { return num(st(x).held_resources); }, "num"],
+        ["network.used", function (x) {
+          if (!x.status) return t("common.unknown");
+          const s = x.status;
+          return h("div", null, bar(s.quota_bytes ? s.used_bytes / s.quota_bytes : 0, s.full ? "error" : ""), bytes(s.used_bytes) + " / " + bytes(s.quota_bytes));
+        }],
+        ["network.free", function (x) { return x.status ? bytes(x.status.free_bytes) : t("common.unknown"); }, "num"],
+        ["network.lag", function (x) { return num(st(x).sync_behind); }, "num"],
+        ["network.verified", function (x) { return x.status ? (x.status.oldest_verified_s ? ago(Date.now() / 1000 - x.status.oldest_verified_s) : t("common.never")) : t("common.unknown"); }],
+        ["network.full", function (x) { return x.status ? (x.status.full ? badge("error", t("common.yes")) : t("common.no")) : t("common.unknown"); }],
+      ], nodes, "network.none", function (x) { return { "data-node-id": x.node_id, "data-online": x.online ? "yes" : "no" }; }),
+    ]);
+  }
+
   function renderSearch() {
     const box = document.getElementById("search-results");
     if (!search) return box.replaceChildren();
@@ -498,7 +584,8 @@
 
   const RENDER = {
     overview: renderOverview, peers: renderPeers, sync: renderSync, transfers: renderTransfers,
-    storage: renderStorage, replication: renderReplication, catalogue: renderSearch, resource: renderResource,
+    storage: renderStorage, replication: renderReplication, events: renderEvents, network: renderNetwork,
+    catalogue: renderSearch, resource: renderResource,
   };
 
   function render() {
@@ -523,6 +610,8 @@
 
   function route() {
     const hash = window.location.hash.replace(/^#/, "");
+    if (hash === "events" && !data.events) refreshEvents();
+    if (hash === "network" && !data.network) getJson("console/network").then(function (n) { data.network = n; render(); }, function () { failed = true; });
     if (hash.startsWith("resource/")) {
       const pid = decodeURIComponent(hash.slice("resource/".length));
       if (pid !== resourcePid) { loadResource(pid); return; }
@@ -541,6 +630,8 @@
       const q = document.getElementById("q").value.trim();
       if (q) doSearch(q);
     });
+    document.getElementById("events-kind").addEventListener("change", refreshEvents);
+    document.getElementById("events-level").addEventListener("change", refreshEvents);
     window.addEventListener("hashchange", route);
     route();
     poll();
