@@ -364,8 +364,12 @@ class Replication:
     async def _act(self, result: Plan, copies: dict[str, Any], content: dict[str, bytes]) -> None:
         tasks: list[TransferTask] = []
         reachable = set(self.peering.connected_peers())
+        # Tasks resting after a failure keep their place in the engine but not in the cap:
+        # wants that keep failing must not crowd out the rest.
+        resting = self.transfers.resting()
+        active = 0
         for want in result.fetch:
-            if len(tasks) >= MAX_QUEUED_TASKS:
+            if active >= MAX_QUEUED_TASKS or len(tasks) >= 4 * MAX_QUEUED_TASKS:
                 break
             if not reachable.intersection(want.sources):
                 # Its holders' pages have not arrived yet, or none is connected: planned again
@@ -382,6 +386,7 @@ class Replication:
                 )
             if task is not None:
                 tasks.append(task)
+                active += task.pid not in resting
         self._planned = {t.pid: t for t in tasks}
         for pid in list(self._on_demand):
             if pid in self._planned or (pid in copies):

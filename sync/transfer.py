@@ -750,6 +750,11 @@ class TransferService:
 
     # -- status ----------------------------------------------------------------------------------
 
+    def resting(self) -> set[str]:
+        """Pids of planned tasks waiting to be retried after a failure."""
+        now = self._clock()
+        return {pid for pid, entry in self._plan.items() if entry.retry_at > now}
+
     def status(self) -> dict[str, Any]:
         """A JSON-able picture for the admin console."""
         now = self._clock()

@@ -348,6 +348,7 @@ async def test_no_holder_left_fails_with_reason_then_retries_when_still_planned(
         svc.set_plan([task("p1", refs, ["A", "B"])])
         await until(lambda: len(svc.status()["failures"]) == 1)
         assert svc.status()["failures"][0]["reason"] == "no reachable holder"
+        assert svc.resting() == {"p1"}  # waiting for its retry
         reachable.add("A")
         await until(lambda: len(svc.status()["failures"]) == 2)
         assert svc.status()["failures"][1]["reason"] == "all holders failed: A: corrupt-chunk"
@@ -356,6 +357,7 @@ async def test_no_holder_left_fails_with_reason_then_retries_when_still_planned(
         reachable.add("B")
         await until(lambda: bool(rec.completed))
     assert sink.holds_durably(refs) and sink.bad_puts == []
+    assert svc.resting() == set()
 
 
 async def test_holder_answering_nothing_is_set_aside() -> None:
