@@ -28,15 +28,16 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.errors import DecodeError, SignatureError, UnsupportedVersionError, ValidationError
+from protocol.errors import DecodeError, SignatureError, ValidationError
 from protocol.hlc import Hlc
 from protocol.identity import PUBLIC_KEY_BYTES, public_key_bytes, sign
 from protocol.records import (
     FileEntry,
     SignedRecord,
     canonical_pack,
-    canonical_unpack,
+    hlc_field,
     signing_bytes,
+    verified_fields,
 )
 
 __all__ = [
@@ -210,33 +211,12 @@ def sign_policy(policy: ReplicationPolicy, root_key: Ed25519PrivateKey) -> Signe
     return _signed(KIND_POLICY, _encode_policy(policy), root_key)
 
 
-def _fields(signed: SignedRecord, kind: str, version: int, shape: Sequence[type]) -> list[object]:
-    if signed.kind != kind:
-        raise UnsupportedVersionError(f"expected a {kind} record, got {signed.kind!r}")
-    signed.verify()
-    fields = canonical_unpack(signed.body, f"{kind} body")
-    if not (isinstance(fields, list) and fields and type(fields[0]) is int):
-        raise DecodeError(f"{kind} body is not an array that starts with its version")
-    if fields[0] != version:
-        raise UnsupportedVersionError(f"{kind} version {fields[0]!r}")
-    if len(fields) != len(shape) or any(
-        type(v) is not t for v, t in zip(fields, shape, strict=True)
-    ):
-        raise DecodeError(f"{kind} body has the wrong shape or field types")
-    return fields
-
-
-def _hlc(wall: object, counter: object) -> Hlc:
-    try:
-        return Hlc(wall, counter)  # type: ignore[arg-type]
-    except ValueError as e:
-        raise DecodeError(f"record version out of range: {e}") from e
-
-
 def decode_holdings(signed: SignedRecord) -> HoldingsPage:
     """Verify a holdings page (signed by its holder) and decode it."""
-    f = _fields(signed, KIND_HOLDINGS, HOLDINGS_VERSION, (int, bytes, int, int, int, int, bytes))
-    page = HoldingsPage(f[1], f[2], f[3], _hlc(f[4], f[5]), f[6])  # type: ignore[arg-type]
+    f = verified_fields(
+        signed, KIND_HOLDINGS, HOLDINGS_VERSION, (int, bytes, int, int, int, int, bytes)
+    )
+    page = HoldingsPage(f[1], f[2], f[3], hlc_field(f[4], f[5], "holdings"), f[6])  # type: ignore[arg-type]
     if signed.signer != page.holder:
         raise SignatureError("holdings page not signed by its holder")
     if _encode_holdings(page) != signed.body:
@@ -247,8 +227,8 @@ def decode_holdings(signed: SignedRecord) -> HoldingsPage:
 def decode_policy(signed: SignedRecord) -> ReplicationPolicy:
     """Verify a policy record's signature and decode it (whether the signer is the network's
     root is the caller's check: the root key is not in the record)."""
-    f = _fields(signed, KIND_POLICY, POLICY_VERSION, (int, str, int, int, int, int, int))
-    policy = ReplicationPolicy(f[1], _hlc(f[2], f[3]), f[4], f[5], f[6])  # type: ignore[arg-type]
+    f = verified_fields(signed, KIND_POLICY, POLICY_VERSION, (int, str, int, int, int, int, int))
+    policy = ReplicationPolicy(f[1], hlc_field(f[2], f[3], "policy"), f[4], f[5], f[6])  # type: ignore[arg-type]
     if _encode_policy(policy) != signed.body:
         raise DecodeError("policy is not in canonical form")
     return policy

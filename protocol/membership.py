@@ -46,6 +46,7 @@ from protocol.records import (
     decode_envelope,
     encode_envelope,
     signing_bytes,
+    verified_fields,
 )
 
 __all__ = [
@@ -286,20 +287,7 @@ def sign_revocation(revocation: Revocation, key: Ed25519PrivateKey) -> SignedRec
 
 
 def _fields(signed: SignedRecord, kind: str, shape: Sequence[type]) -> list[object]:
-    """Check kind and signature, then unpack the body to fields of exactly `shape`'s types."""
-    if signed.kind != kind:
-        raise UnsupportedVersionError(f"expected a {kind} record, got {signed.kind!r}")
-    signed.verify()
-    fields = canonical_unpack(signed.body, f"{kind} body")
-    if not (isinstance(fields, list) and fields and type(fields[0]) is int):
-        raise DecodeError(f"{kind} body is not an array that starts with its version")
-    if fields[0] != MEMBERSHIP_VERSION:
-        raise UnsupportedVersionError(f"{kind} version {fields[0]!r}")
-    if len(fields) != len(shape) or any(
-        type(v) is not t for v, t in zip(fields, shape, strict=True)
-    ):
-        raise DecodeError(f"{kind} body has the wrong shape or field types")
-    return fields
+    return verified_fields(signed, kind, MEMBERSHIP_VERSION, shape)
 
 
 _NODE_SHAPE = (bytes, str, str, str, str)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +47,12 @@ __all__ = [
     "decode_envelope",
     "encode_body",
     "encode_envelope",
+    "hlc_field",
     "sign_catalogue",
     "signing_bytes",
     "validate_collection",
     "validate_file_path",
+    "verified_fields",
 ]
 
 ENVELOPE_VERSION = 1
@@ -320,6 +322,34 @@ def _unpack(data: bytes, what: str) -> Any:
 # form (arrays only, no floats, bin for bytes) and the same decoding bounds.
 canonical_pack = _pack
 canonical_unpack = _unpack
+
+
+def verified_fields(
+    signed: SignedRecord, kind: str, version: int, shape: Sequence[type]
+) -> list[object]:
+    """Check kind and signature, then unpack the body to fields of exactly `shape`'s types, the
+    first being `version`: how every record kind but the catalogue's is read."""
+    if signed.kind != kind:
+        raise UnsupportedVersionError(f"expected a {kind} record, got {signed.kind!r}")
+    signed.verify()
+    fields = _unpack(signed.body, f"{kind} body")
+    if not (isinstance(fields, list) and fields and type(fields[0]) is int):
+        raise DecodeError(f"{kind} body is not an array that starts with its version")
+    if fields[0] != version:
+        raise UnsupportedVersionError(f"{kind} version {fields[0]!r}")
+    if len(fields) != len(shape) or any(
+        type(v) is not t for v, t in zip(fields, shape, strict=True)
+    ):
+        raise DecodeError(f"{kind} body has the wrong shape or field types")
+    return fields
+
+
+def hlc_field(wall: object, counter: object, what: str) -> Hlc:
+    """A decoded record's version: a DecodeError, not a ValueError, when out of range."""
+    try:
+        return Hlc(wall, counter)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise DecodeError(f"{what} version out of range: {e}") from e
 
 
 def encode_body(record: CatalogueRecord) -> bytes:

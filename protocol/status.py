@@ -13,10 +13,16 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.errors import DecodeError, SignatureError, UnsupportedVersionError, ValidationError
+from protocol.errors import DecodeError, SignatureError, ValidationError
 from protocol.hlc import Hlc
 from protocol.identity import PUBLIC_KEY_BYTES, public_key_bytes, sign
-from protocol.records import SignedRecord, canonical_pack, canonical_unpack, signing_bytes
+from protocol.records import (
+    SignedRecord,
+    canonical_pack,
+    hlc_field,
+    signing_bytes,
+    verified_fields,
+)
 
 __all__ = [
     "KIND_STATUS",
@@ -91,21 +97,9 @@ def sign_status(status: NodeStatus, key: Ed25519PrivateKey) -> SignedRecord:
 
 def decode_status(signed: SignedRecord) -> NodeStatus:
     """Verify a status record (signed by the node it describes) and decode it."""
-    if signed.kind != KIND_STATUS:
-        raise UnsupportedVersionError(f"expected a status record, got {signed.kind!r}")
-    signed.verify()
-    f = canonical_unpack(signed.body, "status body")
-    if not (isinstance(f, list) and f and type(f[0]) is int):
-        raise DecodeError("status body is not an array that starts with its version")
-    if f[0] != STATUS_VERSION:
-        raise UnsupportedVersionError(f"status version {f[0]!r}")
-    if len(f) != len(_SHAPE) or any(type(v) is not t for v, t in zip(f, _SHAPE, strict=True)):
-        raise DecodeError("status body has the wrong shape or field types")
-    try:
-        version = Hlc(f[2], f[3])
-    except ValueError as e:
-        raise DecodeError(f"status version out of range: {e}") from e
-    status = NodeStatus(f[1], version, f[4], f[5], f[6], f[7], f[8], f[9], f[10])
+    f = verified_fields(signed, KIND_STATUS, STATUS_VERSION, _SHAPE)
+    version = hlc_field(f[2], f[3], "status")
+    status = NodeStatus(f[1], version, f[4], f[5], f[6], f[7], f[8], f[9], f[10])  # type: ignore[arg-type]
     if signed.signer != status.node:
         raise SignatureError("status not signed by the node it describes")
     if _encode(status) != signed.body:

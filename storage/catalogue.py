@@ -178,7 +178,8 @@ def _record_row(item: StoredRecord, now_ms: int) -> tuple[object, ...]:
     )
 
 
-def _chunk_counts(record: CatalogueRecord) -> dict[bytes, int]:
+def chunk_counts(record: CatalogueRecord) -> dict[bytes, int]:
+    """The distinct chunks of a held record, each counted once (digest → size)."""
     # Each distinct chunk of a record counts once toward its reference count.
     return {c.digest: c.size for f in record.files for c in f.chunks}
 
@@ -234,10 +235,8 @@ class Catalogue:
                     replaced_ids.append(old_id)
                     if old_held:
                         _, old_record = decode_catalogue(old_envelope, delegated=True)
-                        released.extend(_chunk_counts(old_record))
-                        if not item.held and _chunk_counts(old_record) == _chunk_counts(
-                            item.record
-                        ):
+                        released.extend(chunk_counts(old_record))
+                        if not item.held and chunk_counts(old_record) == chunk_counts(item.record):
                             # A newer version from elsewhere of a record whose content is here
                             # (same chunks): the content is still held.
                             item = dataclasses.replace(item, held=True)
@@ -291,12 +290,7 @@ class Catalogue:
             await conn.executemany(
                 "INSERT INTO chunks (digest, size, refs) VALUES (?, ?, 1)"
                 " ON CONFLICT (digest) DO UPDATE SET refs = refs + 1",
-                [
-                    pair
-                    for item in apply
-                    if item.held
-                    for pair in _chunk_counts(item.record).items()
-                ],
+                [pair for item in apply if item.held for pair in chunk_counts(item.record).items()],
             )
             await conn.executemany(
                 "UPDATE chunks SET refs = refs - 1 WHERE digest = ?", [(d,) for d in released]

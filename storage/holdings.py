@@ -17,8 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from protocol.holdings import KIND_HOLDINGS, KIND_POLICY, Holding, content_key, pid_key
-from protocol.records import CatalogueRecord, decode_catalogue
+from protocol.records import decode_catalogue
 from protocol.status import KIND_STATUS
+from storage.catalogue import chunk_counts
 from storage.chunks import ChunkStore
 from storage.database import Database, translate_errors
 from storage.errors import StorageError
@@ -26,6 +27,7 @@ from storage.keys import int_key, key_int
 
 __all__ = [
     "COPY_CLASSES",
+    "POLICY_REF",
     "CopyRow",
     "HoldingsStore",
     "ResourceRow",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 COPY_CLASSES = ("preservation", "subscription", "cache")
-POLICY_REF = "policy"
+POLICY_REF = "policy"  # the policy's place: one per network
 _BATCH = 500
 
 
@@ -269,7 +271,7 @@ class HoldingsStore:
             _, record = decode_catalogue(bytes(row[0]), delegated=True)
             if content_key(record.files) != expected_content:
                 return False
-            counts = _chunk_counts(record)
+            counts = chunk_counts(record)
             present = await asyncio.to_thread(lambda: all(chunks.has(d) for d in counts))
             if not present:
                 return False
@@ -328,7 +330,7 @@ class HoldingsStore:
             await conn.execute("UPDATE records SET held = 0 WHERE pid = ?", (pid,))
             await conn.executemany(
                 "UPDATE chunks SET refs = refs - 1 WHERE digest = ?",
-                [(d,) for d in _chunk_counts(record)],
+                [(d,) for d in chunk_counts(record)],
             )
             await conn.execute(
                 "INSERT OR IGNORE INTO holdings_dirty (pid_key) VALUES (?)",
@@ -446,10 +448,6 @@ def _page_range(pages: int, page: int) -> tuple[int, int]:
     if lo >= 1 << 63:
         lo -= 1 << 64
     return lo, lo + span - 1
-
-
-def _chunk_counts(record: CatalogueRecord) -> dict[bytes, int]:
-    return {c.digest: c.size for f in record.files for c in f.chunks}
 
 
 def _remove_chunks(chunks: ChunkStore, digests: Sequence[bytes]) -> int:

@@ -33,6 +33,7 @@ from protocol.records import (
     decode_envelope,
 )
 from protocol.status import KIND_STATUS, NodeStatus, decode_status
+from storage.holdings import POLICY_REF, holdings_ref, status_ref
 from storage.membership import membership_ref
 
 __all__ = [
@@ -53,7 +54,6 @@ SYNCED_KINDS = (
     KIND_POLICY,
     KIND_STATUS,
 )
-POLICY_REF = "policy"
 
 # Which version of a slot wins: the greater order. Every node computes the same order for the
 # same record, so nodes holding different versions of a slot all keep the same one; the last
@@ -65,11 +65,6 @@ Order = tuple[int, int, int, bytes, bytes]
 
 def record_id(envelope: bytes) -> bytes:
     return hashlib.sha256(envelope).digest()
-
-
-def holdings_ref(holder: bytes, page: int) -> str:
-    """A holdings page's slot, as `sync_items.ref` names it."""
-    return f"{KIND_HOLDINGS}/{holder.hex()}/{page}"
 
 
 def catalogue_order(record: CatalogueRecord, id_: bytes) -> Order:
@@ -134,7 +129,7 @@ def decode_record(envelope: bytes) -> SyncRecord:
     elif signed.kind == KIND_STATUS:
         status = decode_status(signed)
         body = status
-        slot = f"{KIND_STATUS}/{status.node.hex()}"
+        slot = status_ref(status.node)
         ts = status.version.wall_ms
         order = (0, ts, status.version.counter, status.node, record_id(envelope))
     else:

@@ -25,14 +25,13 @@ from aiohttp import web
 from node.context import NodeContext
 from node.events import KINDS, LEVELS, parse_query
 from node.http.problems import Problem, dumps
-from node.http.public import record_json, today
+from node.http.public import record_json, stored_record, today
 from protocol import ark
 from protocol.errors import ProtocolError
 from protocol.holdings import content_key
 from protocol.identity import node_id
 from protocol.records import decode_envelope
 from protocol.status import STATUS_HEARTBEAT_MS, NodeStatus, decode_status
-from storage.errors import IntegrityError, NotFoundError
 from storage.textindex import match_expression
 
 __all__ = [
@@ -247,13 +246,7 @@ def add_console_api(app: web.Application, ctx: NodeContext) -> None:
         if not raw:
             raise Problem(400, "missing-pid", "Missing pid", "Give the resource's pid in pid.")
         pid = str(ark.parse(raw))
-        try:
-            found = await ctx.store.catalogue.get(pid)
-        except ProtocolError as e:
-            raise IntegrityError(f"stored record {pid} fails verification: {e.message}") from e
-        if found is None:
-            raise NotFoundError(f"This node's catalogue has no record {pid}.")
-        signed, record = found
+        signed, record = await stored_record(ctx, pid)
         names = _names(ctx)
         current = content_key(record.files)
         me = ctx.identity.public_key

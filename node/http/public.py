@@ -83,7 +83,8 @@ def _canonical_pid(request: web.Request, raw: str, prefix: str, suffix: str = ""
     return pid
 
 
-async def _live_record(ctx: NodeContext, pid: str) -> tuple[SignedRecord, CatalogueRecord]:
+async def stored_record(ctx: NodeContext, pid: str) -> tuple[SignedRecord, CatalogueRecord]:
+    """The record held for `pid`, a tombstone included; NotFoundError if there is none."""
     try:
         found = await ctx.store.catalogue.get(pid)
     except ProtocolError as e:
@@ -91,7 +92,11 @@ async def _live_record(ctx: NodeContext, pid: str) -> tuple[SignedRecord, Catalo
         raise IntegrityError(f"stored record {pid} fails verification: {e.message}") from e
     if found is None:
         raise NotFoundError(f"This node's catalogue has no record {pid}.")
-    signed, record = found
+    return found
+
+
+async def _live_record(ctx: NodeContext, pid: str) -> tuple[SignedRecord, CatalogueRecord]:
+    signed, record = await stored_record(ctx, pid)
     if record.deleted:
         raise Problem(
             410, "deleted", "Record deleted", f"The record {pid} was withdrawn by its library."

@@ -22,9 +22,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-import aiohttp
-
-from node.peer.client import PeerClient, PeerError, PeerMisbehavedError
 from node.peer.membership import Admitted
 from node.peer.server import PeerHandler, PeerProblem
 from node.peer.service import Peering
@@ -151,32 +148,14 @@ class ContentPeers:
     async def fetch_chunks(
         self, peer: str, pid: str, digests: Sequence[bytes], max_bytes: int
     ) -> list[bytes]:
-        client: PeerClient | None = self.peering.client
-        if client is None:
-            raise TransportError("the peer client is not running")
-        connected = self.peering.connected_peers().get(peer)
-        admitted = self.peering.membership.cached(peer) if connected is not None else None
-        if connected is None or admitted is None:
-            raise TransportError(f"node {peer} is not connected")
-        url = connected.url
         body = encode_chunk_request(pid, digests, min(max(max_bytes, 1), MAX_ANSWER_BYTES))
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
-                answer = await client.call(
-                    url,
-                    CHUNKS_PATH,
-                    body,
-                    admitted.leaf.subject.public_key,
-                    max_answer=MAX_ANSWER_BYTES + MAX_ANSWER_FRAMING,
-                )
-        except PeerMisbehavedError as e:
-            raise TransportError(e.message, misbehaved=True) from e
-        except PeerError as e:
-            raise TransportError(e.message) from e
-        except TimeoutError as e:
-            raise TransportError(f"{url}: no answer within {CALL_TIMEOUT_SECONDS:.0f} s") from e
-        except aiohttp.ClientError as e:
-            raise TransportError(f"{url}: {e}") from e
+        answer = await self.peering.call_member(
+            peer,
+            CHUNKS_PATH,
+            body,
+            max_answer=MAX_ANSWER_BYTES + MAX_ANSWER_FRAMING,
+            timeout_s=CALL_TIMEOUT_SECONDS,
+        )
         try:
             return decode_chunks(answer, len(digests))
         except ProtocolError as e:

@@ -21,6 +21,7 @@ from node.network import NetworkDescription
 from node.peer.client import (
     HelloOutcome,
     PeerClient,
+    PeerError,
     PeerMisbehavedError,
     PeerRefusedError,
     PeerUnreachableError,
@@ -45,6 +46,7 @@ from protocol.peering import (
 from protocol.records import canonical_pack, decode_envelope, encode_envelope
 from storage.membership import PeerRow
 from storage.store import Store
+from sync.engine import TransportError
 
 __all__ = ["Peering", "peer_json"]
 
@@ -323,6 +325,34 @@ class Peering:
             if peer.state == "connected" and peer.node_id and peer.node_id not in out:
                 out[peer.node_id] = peer
         return out
+
+    async def call_member(
+        self, node: str, path: str, body: bytes, *, max_answer: int, timeout_s: float
+    ) -> bytes:
+        """A signed request to a connected member and its verified answer; every failure is a
+        sync.engine.TransportError (misbehaved=True when the member broke the protocol), the
+        one error catalogue sync and content transfers expect of the peer API."""
+        client = self.client
+        if client is None:
+            raise TransportError("the peer client is not running")
+        peer = self.connected_peers().get(node)
+        admitted = self.membership.cached(node) if peer is not None else None
+        if peer is None or admitted is None:
+            raise TransportError(f"node {node} is not connected")
+        url = peer.url
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await client.call(
+                    url, path, body, admitted.leaf.subject.public_key, max_answer=max_answer
+                )
+        except PeerMisbehavedError as e:
+            raise TransportError(e.message, misbehaved=True) from e
+        except PeerError as e:
+            raise TransportError(e.message) from e
+        except TimeoutError as e:
+            raise TransportError(f"{url}: no answer within {timeout_s:.0f} s") from e
+        except aiohttp.ClientError as e:
+            raise TransportError(f"{url}: {e}") from e
 
     def is_tree_neighbour(self, subject: NodeInfo, issuer: bytes) -> bool:
         """Whether a member (its certificate's subject and issuer) is this node's parent or

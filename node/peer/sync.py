@@ -10,13 +10,9 @@ Routes (POST, signed like every peer request, answered only to admitted members)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-import aiohttp
-
-from node.peer.client import PeerClient, PeerError, PeerMisbehavedError
 from node.peer.membership import Admitted
 from node.peer.server import PeerHandler
 from node.peer.service import Peering
@@ -126,13 +122,6 @@ class CatalogueSync:
         self.peering.rejections.add(sender, code)
         self.peering.events.record("warning", "records-refused", f"refused: {code}", node=sender)
 
-    def address(self, node: str) -> tuple[str, bytes]:
-        peer = self.peering.connected_peers().get(node)
-        admitted = self.peering.membership.cached(node) if peer is not None else None
-        if peer is None or admitted is None:
-            raise TransportError(f"node {node} is not connected")
-        return peer.url, admitted.leaf.subject.public_key
-
     # --- serving ---------------------------------------------------------------------------
 
     async def handle_reconcile(self, sender: Admitted, body: bytes) -> tuple[int, bytes]:
@@ -194,28 +183,13 @@ class _HttpTransport:
 
     async def _call(self, peer: str, route: str, body: bytes, max_answer: int) -> bytes:
         try:
-            return await self._call_peer(peer, route, body, max_answer)
+            return await self.sync.peering.call_member(
+                peer, PATH + route, body, max_answer=max_answer, timeout_s=CALL_TIMEOUT_SECONDS
+            )
         except TransportError as e:
             level = "error" if e.misbehaved else "warning"
             self.sync.peering.events.record(level, "sync-error", f"{route}: {e.message}", node=peer)
             raise
-
-    async def _call_peer(self, peer: str, route: str, body: bytes, max_answer: int) -> bytes:
-        client: PeerClient | None = self.sync.peering.client
-        if client is None:
-            raise TransportError("the peer client is not running")
-        url, key = self.sync.address(peer)
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
-                return await client.call(url, PATH + route, body, key, max_answer=max_answer)
-        except PeerMisbehavedError as e:
-            raise TransportError(e.message, misbehaved=True) from e
-        except PeerError as e:
-            raise TransportError(e.message) from e
-        except TimeoutError as e:
-            raise TransportError(f"{url}: no answer within {CALL_TIMEOUT_SECONDS:.0f} s") from e
-        except aiohttp.ClientError as e:
-            raise TransportError(f"{url}: {e}") from e
 
     async def reconcile(self, peer: str, message: bytes) -> bytes:
         return await self._call(peer, "reconcile", message, MAX_MESSAGE_BYTES + 1024)

@@ -88,6 +88,7 @@ from tests.bench.common import (
     machine_info,
     read_once,
 )
+from tests.integration.replication_helpers import edit_toml
 
 __all__ = [
     "Dataset",
@@ -760,23 +761,6 @@ class _Node:
         return self.home / "daemon.log"
 
 
-def _set_toml(home: Path, table: str, key: str, value: str) -> None:
-    """`key = value` in [table] of HOME/node.toml (the key must be there already)."""
-    path = home / "node.toml"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    current = ""
-    for i, line in enumerate(lines):
-        header = re.fullmatch(r"\[(\w+)\]", line.strip())
-        if header:
-            current = header.group(1)
-        elif current == table and re.match(rf"{key}\s*=", line):
-            lines[i] = f"{key} = {value}"
-            break
-    else:
-        raise RuntimeError(f"no {key} in [{table}] of {path}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def _log_times(path: Path, needle: str) -> list[float]:
     """Epoch seconds of the daemon log lines holding `needle` (asctime, local, ms)."""
     out = []
@@ -841,7 +825,7 @@ class SikuNetwork:
         )
         self.national = _Node(self.root / "national", national)
         self.provincial = _Node(self.root / "provincial", provincial)
-        _set_toml(self.national.home, "replication", "enabled", "false")
+        edit_toml(self.national.home, "replication", "enabled", "false")
         self._ingest()
         self._catalogue()
 
@@ -948,7 +932,7 @@ class SikuNetwork:
         )
         shutil.copytree(nat.home, self.pristine, symlinks=True)
         (self.pristine / "daemon.log").unlink(missing_ok=True)
-        _set_toml(self.pristine, "replication", "enabled", "true")
+        edit_toml(self.pristine, "replication", "enabled", "true")
 
     def run(self) -> Transfer:
         data, nat, prov = self.data, self.national, self.provincial
