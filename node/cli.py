@@ -16,12 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from node.cli_membership import add_membership_parsers
+from node.cli_status import add_status_parser, cmd_status, daemon_status
 from node.config import CONFIG_FILE, TIERS, Config, load_config
 from node.enrolment import EnrolmentError
-from node.errors import ConfigError, HomeError, IngestError, NodeError
+from node.errors import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_FAIL,
+    EX_OK,
+    ConfigError,
+    HomeError,
+    IngestError,
+    NodeError,
+)
 from node.home import init_home, with_store
 from node.ingest.pipeline import Ingester, IngestOptions, IngestResult, IngestSummary, discover_all
-from node.keys import load_admin_token, load_identity
+from node.keys import load_identity
 from node.progress import Progress, format_size
 from protocol import ark
 from protocol.errors import ProtocolError
@@ -41,16 +51,8 @@ __all__ = ["main"]
 
 log = logging.getLogger("siku")
 
-# Exit codes (sysexits.h), so scripts can tell a bad input from a broken node.
-EX_OK = 0
-EX_FAIL = 1
-EX_USAGE = 2
-EX_DATAERR = 65  # some input was rejected
-EX_UNAVAILABLE = 69  # the daemon is not reachable
-EX_CONFIG = 78  # node.toml, keys or home folder need fixing
 
 DEFAULT_HOME = os.environ.get("SIKU_HOME", "/var/lib/siku")
-STATUS_TIMEOUT_SECONDS = 5.0
 
 
 def _out(text: str = "") -> None:
@@ -296,25 +298,6 @@ def _print_record(view: dict[str, Any]) -> None:
 # --- status -------------------------------------------------------------------------------------
 
 
-async def _daemon_status(config: Config) -> dict[str, Any] | None:
-    import aiohttp  # the HTTP stack loads only for the commands that use it (~0.3 s)
-
-    token = load_admin_token(config.token_file)
-    url = config.admin_listen.url() + "/admin/api/v1/status"
-    timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_SECONDS)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp,
-        ):
-            if resp.status != 200:
-                raise NodeError(f"the daemon answered {resp.status} at {url}")
-            data: dict[str, Any] = await resp.json()
-            return data
-    except (aiohttp.ClientConnectionError, TimeoutError):
-        return None
-
-
 def cmd_delete(args: argparse.Namespace) -> int:
     """Withdraw one of this library's records: a signed tombstone replaces it everywhere."""
     config = load_config(Path(args.home))
@@ -347,111 +330,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return f"deleted {pid} ({record.title}); the deletion spreads to the network"
 
     _out(with_store(config, go))
-    return EX_OK
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    config = load_config(Path(args.home))
-    status = asyncio.run(_daemon_status(config))
-    running = status is not None
-    if status is None and args.require_daemon:
-        sys.stderr.write(f"siku: the daemon is not answering at {config.admin_listen.url()}\n")
-        return EX_UNAVAILABLE
-    if status is None:  # not running: read the store directly
-        identity = load_identity(config.key_file)
-
-        async def local(store: Store) -> dict[str, Any]:
-            c = await store.catalogue.counts()
-            return {
-                "node": {
-                    "id": identity.node_id,
-                    "name": config.name,
-                    "code": config.code,
-                    "tier": config.tier,
-                    "parent": config.parent,
-                },
-                "counts": {
-                    "records": c.records,
-                    "deleted": c.deleted,
-                    "files": c.files,
-                    "content_bytes": c.content_bytes,
-                    "chunks": c.chunks,
-                },
-                "storage": {"used_bytes": c.chunk_bytes, "quota_bytes": config.quota_bytes},
-            }
-
-        status = with_store(config, local)
-    assert status is not None
-    status["daemon"] = {"running": running, "admin_url": config.admin_listen.url()}
-    if args.json:
-        _json(status)
-        return EX_OK
-    n, c, s = status["node"], status["counts"], status["storage"]
-    _out(f"{n['name']}  ({n['tier']}, code {n['code']})")
-    _out(f"  node id   {n['id']}")
-    if n.get("parent"):
-        _out(f"  parent    {n['parent']}")
-    if running:
-        _out(
-            f"  daemon    running for {int(status.get('uptime_seconds', 0))} s,"
-            f" public {config.listen.url()}"
-        )
-    else:
-        _out(f"  daemon    not running (start it with: siku run --home {args.home})")
-    _out(
-        f"  records   {c['records']} ({c['deleted']} deleted), {c['files']} files,"
-        f" {format_size(c['content_bytes'])}"
-    )
-    m = status.get("membership")
-    if m and m.get("enrolled"):
-        p = m["peers"]
-        expires = dt.datetime.fromtimestamp(m["certificate_expires_ms"] / 1000, dt.UTC)
-        _out(
-            f"  network   {m['network']['name']} (region {m['region']}, certificate until"
-            f" {expires:%Y-%m-%d})"
-        )
-        _out(
-            f"  peers     {p['connected']} connected of {p['known']} known"
-            f" ({p['failed']} unreachable, {p['rejected']} refused);"
-            f" {m['rejected_requests']} requests refused"
-        )
-    elif running:
-        _out("  network   not enrolled: running alone (siku enroll request)")
-    sy = status.get("sync")
-    if sy and sy.get("enabled"):
-        when = "never"
-        if sy["last_reconcile_ms"]:
-            when = f"{max(0, time.time() - sy['last_reconcile_ms'] / 1000):.0f} s ago"
-        _out(
-            f"  sync      {sy['records']} records in the shared set, {sy['behind']} behind;"
-            f" {sy['peers_in_sync']} of {sy['peers_reconciled']} peers in sync,"
-            f" last reconciled {when}; {sy['errors']} errors,"
-            f" {sy['rejected_records']} records refused"
-        )
-    rp = status.get("replication")
-    if rp and rp.get("enabled"):
-        copies = ", ".join(f"{v['copies']} {k}" for k, v in sorted(rp["copies"].items()))
-        below = sum(rp["below_policy"].values())
-        _out(
-            f"  copies    {copies or 'none'} held for the network;"
-            f" {rp['at_risk']} resources at risk, {below} below policy (by rule)"
-        )
-        window = "" if rp["window_in_force"] else " (outside the transfer window)"
-        _out(
-            f"  transfers {len(rp['active'])} active, {rp['queued']} queued"
-            f" ({format_size(rp['queued_bytes'])}){window}; received"
-            f" {format_size(rp['bytes_received'])}, served {format_size(rp['bytes_served'])};"
-            f" {rp['failures']} recent failures"
-        )
-        for a in rp["active"]:
-            done = 100 * a["bytes_done"] / a["bytes_total"] if a["bytes_total"] else 100
-            _out(
-                f"            {a['pid']} ({a['class']}) {done:.0f} % of"
-                f" {format_size(a['bytes_total'])} at {format_size(a['rate_bytes_per_s'])}/s"
-            )
-    pct = 100 * s["used_bytes"] / s["quota_bytes"] if s["quota_bytes"] else 0
-    used, quota = format_size(s["used_bytes"]), format_size(s["quota_bytes"])
-    _out(f"  storage   {used} of {quota} quota ({pct:.2f} %)")
     return EX_OK
 
 
@@ -589,7 +467,7 @@ def _demo_catalogue_sync(
     from node.demo import wait_until
 
     async def records(config: Config) -> int | None:
-        status = await _daemon_status(config)
+        status = await daemon_status(config)
         return None if status is None else int(status["counts"]["records"])
 
     want = asyncio.run(records(configs["county"]))
@@ -635,7 +513,7 @@ def _demo_replication(root: Path, configs: dict[str, Config], processes: Any) ->
     from node.demo import NATIONAL_COLLECTION, wait_until
 
     async def replication(config: Config) -> dict[str, Any] | None:
-        status = await _daemon_status(config)
+        status = await daemon_status(config)
         return None if status is None else dict(status.get("replication") or {})
 
     started = time.monotonic()
@@ -667,7 +545,11 @@ def _demo_replication(root: Path, configs: dict[str, Config], processes: Any) ->
     for key in ("county", "municipal", "provincial", "national"):
         _out("")
         _out(f"$ siku status --home {root / key}    # {configs[key].tier}")
-        cmd_status(argparse.Namespace(home=str(root / key), json=False))
+        cmd_status(
+            argparse.Namespace(
+                home=str(root / key), json=False, network=False, require_daemon=False
+            )
+        )
 
 
 async def _peers_of(config: Config) -> list[dict[str, Any]] | None:
@@ -755,16 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pid")
     p.set_defaults(fn=cmd_delete)
 
-    p = sub.add_parser("status", help="identity, counts and storage; from the daemon if it runs")
-    home(p)
-    p.add_argument("--json", action="store_true")
-    p.add_argument(
-        "--require-daemon",
-        action="store_true",
-        help="exit 69 unless the daemon answers (for health checks)",
-    )
-    p.set_defaults(fn=cmd_status)
-
+    add_status_parser(sub, home)
     add_membership_parsers(sub, home)
 
     p = sub.add_parser(

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "HomeError", "IngestError", "NodeError"]
+__all__ = [
+    "EX_CONFIG",
+    "EX_DATAERR",
+    "EX_FAIL",
+    "EX_OK",
+    "EX_UNAVAILABLE",
+    "EX_USAGE",
+    "ConfigError",
+    "HomeError",
+    "IngestError",
+    "NodeError",
+]
+
+# Exit codes of the siku command (sysexits.h), so scripts can tell a bad input from a broken node.
+EX_OK = 0
+EX_FAIL = 1
+EX_USAGE = 2
+EX_DATAERR = 65  # some input was rejected
+EX_UNAVAILABLE = 69  # the daemon is not reachable
+EX_CONFIG = 78  # node.toml, keys or home folder need fixing
 
 
 class NodeError(Exception):

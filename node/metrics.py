@@ -164,10 +164,7 @@ async def take_snapshot(ctx: NodeContext, own: _OwnFromPlan | None = None) -> Sn
     replication: ReplicationSnapshot | None = None
     if ctx.replication is not None:
         rep = ctx.replication
-        by_class: dict[str, tuple[int, int]] = {}
-        for c in await ctx.store.holdings.copies():
-            n, size = by_class.get(c.klass, (0, 0))
-            by_class[c.klass] = (n + 1, size + c.size)
+        by_class = await ctx.store.holdings.copy_totals()
         plan = rep.last_plan
         by_class[KLASS_OWN] = (own or _OwnFromPlan())(plan)
         status = rep.transfers.status()

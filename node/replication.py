@@ -134,6 +134,7 @@ class Replication:
             reachable=lambda: set(peering.connected_peers()),
             on_complete=self._completed,
             on_peer_fault=self._peer_fault,
+            on_failed=self._transfer_failed,
         )
         self.last_plan: Plan | None = None
         self.last_plan_ms: int | None = None
@@ -190,6 +191,10 @@ class Replication:
         log.warning("peer=%s served bad content: %s", peer, code)
         self.peering.events.record("error", "corrupt-chunk", f"bad content: {code}", node=peer)
         self.peering.rejections.add(peer, code)
+
+    def _transfer_failed(self, task: TransferTask, reason: str) -> None:
+        # The reason names peers and error codes, never bodies; events bound its length.
+        self.peering.events.record("warning", "transfer-failed", reason, pid=task.pid)
 
     # --- the service -----------------------------------------------------------------------
 
@@ -588,12 +593,10 @@ class Replication:
 
     async def state(self) -> dict[str, Any]:
         p = self.last_plan
-        copies = await self.store.holdings.copies()
-        by_class: dict[str, dict[str, int]] = {}
-        for c in copies:
-            entry = by_class.setdefault(c.klass, {"copies": 0, "bytes": 0})
-            entry["copies"] += 1
-            entry["bytes"] += c.size
+        by_class = {
+            klass: {"copies": n, "bytes": size}
+            for klass, (n, size) in (await self.store.holdings.copy_totals()).items()
+        }
         return {
             "enabled": self.rc.enabled,
             "pages": self.pages,
@@ -614,8 +617,8 @@ class Replication:
                 },
                 "drop": len(p.drop),
                 "usage": p.usage,
-                "deferred_for_quota": list(p.deferred_for_quota),
-                "dropped_for_quota": list(p.dropped_for_quota),
+                "deferred_for_quota": _count_bytes(p.deferred_for_quota),
+                "dropped_for_quota": _count_bytes(p.dropped_for_quota),
                 "health": {
                     "resources": p.health.resources,
                     "below_policy": p.health.below_policy,
@@ -626,6 +629,10 @@ class Replication:
             "transfers": self.transfers.status(),
             "counters": vars(self.counters),
         }
+
+
+def _count_bytes(pair: tuple[int, int]) -> dict[str, int]:
+    return {"copies": pair[0], "bytes": pair[1]}
 
 
 def _distinct_chunks(files: Sequence[FileEntry]) -> tuple[ChunkRef, ...]:

@@ -451,7 +451,7 @@ class Catalogue:
         expression = match_expression(query)
         if expression is None:
             return SearchPage(query, 0, offset, [])
-        c = self.db.conn
+        c = self.db.reads
         try:
             # One pass over the newest matches gives both the total (counting stops past the
             # window, where paging stops too) and the oldest rowid the ranking will consider.
@@ -482,15 +482,12 @@ class Catalogue:
 
     @translate_errors
     async def counts(self) -> CatalogueCounts:
-        c = self.db.conn
-        async with c.execute(
-            "SELECT coalesce(sum(deleted = 0), 0), coalesce(sum(deleted), 0),"
-            " coalesce(sum(file_count), 0), coalesce(sum(content_size), 0) FROM records"
-        ) as cur:
-            r = await cur.fetchone()
-        async with c.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM chunks WHERE refs > 0"
-        ) as cur:
-            ch = await cur.fetchone()
-        assert r is not None and ch is not None
-        return CatalogueCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(ch[0]), int(ch[1]))
+        # One statement, one trip to the reader's thread: the status page asks this on every
+        # console poll, and each trip waits its turn on a busy event loop.
+        rows = await self.db.reads.execute_fetchall(
+            "SELECT * FROM (SELECT coalesce(sum(deleted = 0), 0), coalesce(sum(deleted), 0),"
+            " coalesce(sum(file_count), 0), coalesce(sum(content_size), 0) FROM records),"
+            " (SELECT count(*), coalesce(sum(size), 0) FROM chunks WHERE refs > 0)"
+        )
+        r = next(iter(rows))
+        return CatalogueCounts(*(int(v) for v in r))

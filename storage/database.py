@@ -1,4 +1,10 @@
-"""The record database: one aiosqlite connection, WAL, numbered SQL migrations, transactions."""
+"""The record database: aiosqlite over WAL, numbered SQL migrations, transactions.
+
+Two connections, each with its own thread: `conn` does every write (and the reads that belong
+with them), `reads` answers the admin's questions (status, console, metrics) from the last
+commit. WAL lets the reader run while the writer commits, so a console poll does not queue
+behind replication's fsync'd commits on the writer's thread.
+"""
 
 from __future__ import annotations
 
@@ -71,8 +77,13 @@ def _statements(sql: str) -> list[str]:
 class Database:
     """Owns the connection. Writes go through `transaction()`; reads use `conn` directly."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path, reads: aiosqlite.Connection | None = None
+    ) -> None:
         self.conn = conn
+        # Read-only (query_only); sees committed data only. Without it (a test's bare
+        # Database), reads share `conn`.
+        self.reads = reads if reads is not None else conn
         self.path = path
         # One connection: transactions of concurrent tasks take turns. (A read issued while
         # another task's transaction is open sees that transaction's writes.)
@@ -92,13 +103,25 @@ class Database:
         db = cls(conn, path)
         try:
             await db._migrate()
+            # Opened after the migrations, so it never sees a schema older than the code's.
+            reads = await aiosqlite.connect(path, isolation_level=None)
+            db.reads = reads
+            await reads.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await reads.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as e:
+            await db.close()
+            raise DatabaseError(f"cannot open the record database {path}: {e}") from e
         except BaseException:
-            await conn.close()
+            await db.close()
             raise
         return db
 
     async def close(self) -> None:
-        await self.conn.close()
+        try:
+            if self.reads is not self.conn:
+                await self.reads.close()
+        finally:
+            await self.conn.close()
 
     async def _migrate(self) -> None:
         # Take the write lock before reading the version, so two processes opening a new store

@@ -173,7 +173,7 @@ class HoldingsStore:
 
     @translate_errors
     async def status_envelopes(self) -> list[bytes]:
-        async with self.db.conn.execute("SELECT envelope FROM node_status") as cur:
+        async with self.db.reads.execute("SELECT envelope FROM node_status") as cur:
             return [bytes(e) for (e,) in await cur.fetchall()]
 
     @translate_errors
@@ -221,7 +221,7 @@ class HoldingsStore:
 
     @translate_errors
     async def holders_of(self, pid: str) -> list[tuple[bytes, bytes, int]]:
-        async with self.db.conn.execute(
+        async with self.db.reads.execute(
             "SELECT holder, content_key, verified_s FROM holdings WHERE pid_key = ?",
             (key_int(pid_key(pid)),),
         ) as cur:
@@ -236,6 +236,14 @@ class HoldingsStore:
                 CopyRow(str(p), str(c), bool(d), int(b), int(v), int(s), int(u))
                 for p, c, d, b, v, s, u in await cur.fetchall()
             ]
+
+    @translate_errors
+    async def copy_totals(self) -> dict[str, tuple[int, int]]:
+        """class → (copies, bytes) of this node's copies, from the last commit."""
+        rows = await self.db.reads.execute_fetchall(
+            "SELECT class, count(*), coalesce(sum(bytes), 0) FROM copies GROUP BY class"
+        )
+        return {str(k): (int(n), int(b)) for k, n, b in rows}
 
     @translate_errors
     async def copy(self, pid: str) -> CopyRow | None:

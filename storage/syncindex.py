@@ -196,8 +196,10 @@ class SyncIndex:
 
     @translate_errors
     async def counts(self) -> dict[str, int]:
-        async with self.db.conn.execute("SELECT kind, count(*) FROM sync_items GROUP BY kind") as c:
-            return {str(k): int(n) for k, n in await c.fetchall()}
+        rows = await self.db.reads.execute_fetchall(
+            "SELECT kind, count(*) FROM sync_items GROUP BY kind"
+        )
+        return {str(k): int(n) for k, n in rows}
 
     @translate_errors
     async def backfill(self) -> int:

@@ -321,6 +321,7 @@ class TransferService:
         reachable: Callable[[], set[str]],
         on_complete: Callable[[TransferTask], Awaitable[None]],
         on_peer_fault: Callable[[str, str], None],
+        on_failed: Callable[[TransferTask, str], None] = lambda task, reason: None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = datetime.now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -331,6 +332,7 @@ class TransferService:
         self._reachable = reachable
         self._on_complete = on_complete
         self._on_peer_fault = on_peer_fault
+        self._on_failed = on_failed
         self._clock = clock
         self._wall = wall
         self._sleep = sleep  # waits measured by `clock` (rate limit, holder back-off)
@@ -340,6 +342,12 @@ class TransferService:
         self._slots = _Slots(settings.max_requests)
         rate = settings.rate_limit_bytes_per_s
         self._bucket = TokenBucket(rate, max(rate, 1), clock()) if rate else None
+        # Under a rate limit a request carries about a second's worth (at least one chunk), so
+        # the link sees the limit as a steady rate, not 8 MiB bursts after long silences, and
+        # progress moves as the bytes do.
+        self._batch_bytes = settings.batch_bytes
+        if rate:
+            self._batch_bytes = max(CHUNK_SIZE, min(settings.batch_bytes, rate))
         self._wake = asyncio.Event()
         self._failures: deque[dict[str, Any]] = deque(maxlen=MAX_FAILURES_KEPT)
         self._faults: dict[str, dict[str, int]] = {}
@@ -469,6 +477,7 @@ class TransferService:
                 "bytes_total": job.bytes_total,
             }
         )
+        self._on_failed(job.task, reason)
 
     async def _transfer(self, job: _Job) -> None:
         task = job.task
@@ -480,9 +489,7 @@ class TransferService:
             todo += (by_digest[d] for d in missing if d in by_digest)
         job.bytes_done = job.bytes_total - sum(c.size for c in todo)
         job.chunks_done = len(by_digest) - len(todo)
-        job.pending.extend(
-            split_batches(todo, self.settings.batch_bytes, self.settings.batch_chunks)
-        )
+        job.pending.extend(split_batches(todo, self._batch_bytes, self.settings.batch_chunks))
         if job.pending:
             job.state = "fetching"
             job.started = self._clock()

@@ -9,6 +9,7 @@ compared in constant time and never logged.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 from typing import Any
@@ -19,10 +20,10 @@ from aiohttp.typedefs import Handler, Middleware
 from node.context import VERSION, NodeContext
 from node.http.console import ConsoleSessions, add_console_routes, is_open_path, login_redirect
 from node.http.problems import Problem, dumps, problem_middleware
-from node.http.security import add_security_headers
+from node.http.security import AuthFailures, add_security_headers
 from node.metrics import metrics_handler
 
-__all__ = ["build_admin_app", "status_json"]
+__all__ = ["build_admin_app", "status_json", "too_many_failures"]
 
 _REALM = 'Bearer realm="siku-admin"'
 
@@ -34,7 +35,17 @@ def _bearer(request: web.Request) -> bytes | None:
     return credentials.strip().encode("utf-8", "surrogateescape")
 
 
-def _auth_middleware(token: str, sessions: ConsoleSessions) -> Middleware:
+def too_many_failures(wait: int) -> Problem:
+    return Problem(
+        429,
+        "too-many-failures",
+        "Too many wrong tokens",
+        f"Too many wrong admin tokens were given lately; try again in {wait} s.",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+def _auth_middleware(token: str, sessions: ConsoleSessions, failures: AuthFailures) -> Middleware:
     expected = token.encode("utf-8")
 
     @web.middleware
@@ -55,7 +66,11 @@ def _auth_middleware(token: str, sessions: ConsoleSessions) -> Middleware:
                 " keys/admin.token in the node's home folder.",
                 headers={"WWW-Authenticate": _REALM},
             )
+        wait = failures.retry_after()
+        if wait:
+            raise too_many_failures(wait)
         if not hmac.compare_digest(given, expected):
+            failures.failed()
             raise Problem(
                 401,
                 "invalid-token",
@@ -73,10 +88,17 @@ def _iso_utc(timestamp: float) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-async def status_json(ctx: NodeContext) -> dict[str, Any]:
-    """What /admin/api/v1/status reports: who this node is, what it holds, how full it is."""
+async def status_json(
+    ctx: NodeContext, replication: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What /admin/api/v1/status reports: who this node is, what it holds, how full it is.
+    `replication`: Replication.state() when the caller has it already."""
     config = ctx.config
-    counts = await ctx.store.catalogue.counts()
+    # Asked together: each answer is one trip to the database's reader thread, and on a busy
+    # event loop every trip waits its turn; together they wait once.
+    counts, sync, replication_summary = await asyncio.gather(
+        ctx.store.catalogue.counts(), _sync_summary(ctx), _replication_summary(ctx, replication)
+    )
     used = counts.chunk_bytes  # what Store.bytes_used reports, without counting twice
     quota = ctx.store.settings.quota_bytes
     return {
@@ -107,16 +129,19 @@ async def status_json(ctx: NodeContext) -> dict[str, Any]:
         },
         "listen": {"public": str(config.listen), "admin": str(config.admin_listen)},
         "membership": _membership_json(ctx),
-        "sync": await _sync_summary(ctx),
-        "replication": await _replication_summary(ctx),
+        "sync": sync,
+        "replication": replication_summary,
     }
 
 
-async def _replication_summary(ctx: NodeContext) -> dict[str, Any]:
+async def _replication_summary(
+    ctx: NodeContext, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The essentials of /admin/api/v1/replication, for the status page and `siku status`."""
     if ctx.replication is None:
         return {"enabled": False}
-    state = await ctx.replication.state()
+    if state is None:
+        state = await ctx.replication.state()
     transfers = state["transfers"]
     plan = state["plan"] or {}
     health = plan.get("health", {})
@@ -186,9 +211,10 @@ def _membership_json(ctx: NodeContext) -> dict[str, Any]:
 def build_admin_app(ctx: NodeContext) -> web.Application:
     """The admin application; the daemon runs it on `ctx.config.admin_listen`."""
     sessions = ConsoleSessions()
+    failures = AuthFailures()
     app = web.Application(
         client_max_size=ctx.config.max_body_bytes,
-        middlewares=[problem_middleware, _auth_middleware(ctx.admin_token, sessions)],
+        middlewares=[problem_middleware, _auth_middleware(ctx.admin_token, sessions, failures)],
     )
 
     async def status(request: web.Request) -> web.Response:
@@ -232,6 +258,6 @@ def build_admin_app(ctx: NodeContext) -> web.Application:
     app.router.add_get("/admin/api/v1/sync", sync)
     app.router.add_get("/admin/api/v1/peers", peers)
     app.router.add_get("/metrics", metrics_handler(ctx))  # behind the token, like the rest
-    add_console_routes(app, ctx, sessions)
+    add_console_routes(app, ctx, sessions, failures)
     app.on_response_prepare.append(add_security_headers)
     return app

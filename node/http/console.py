@@ -5,6 +5,8 @@ A session id is random and means nothing outside this process: the token itself 
 into a cookie. Sessions live in memory (a restart logs everyone out), expire after
 SESSION_SECONDS, and at most MAX_SESSIONS exist at once (the oldest is dropped first). The
 cookie is HttpOnly and SameSite=Strict; logins and logouts from another origin are refused.
+Wrong tokens count with the admin API's (node.http.security.AuthFailures): after too many, a
+login is refused unchecked for a while and the page says how long.
 Every console page carries a strict Content-Security-Policy: scripts only from files served
 here, no inline code, nothing from elsewhere.
 """
@@ -23,6 +25,7 @@ from aiohttp import web
 from node.context import NodeContext
 from node.http.console_api import add_console_api
 from node.http.problems import Problem
+from node.http.security import AuthFailures
 
 __all__ = [
     "CONSOLE_CSP",
@@ -152,7 +155,9 @@ def _same_origin(request: web.Request) -> None:
         raise Problem(403, "cross-origin", "Cross-origin request", "Use the console's own page.")
 
 
-def add_console_routes(app: web.Application, ctx: NodeContext, sessions: ConsoleSessions) -> None:
+def add_console_routes(
+    app: web.Application, ctx: NodeContext, sessions: ConsoleSessions, failures: AuthFailures
+) -> None:
     """The console's pages, assets, login and logout, and its JSON routes, on the admin app."""
     static = _load_static()
     expected = ctx.admin_token.encode("utf-8")
@@ -175,9 +180,14 @@ def add_console_routes(app: web.Application, ctx: NodeContext, sessions: Console
         if (request.content_length or 0) > MAX_LOGIN_BODY_BYTES:
             raise Problem(413, "too-large", "Request too large", "A login is a token, no more.")
         form = await request.post()
+        wait = failures.retry_after()
+        if wait:
+            log.warning("console login refused unchecked: too many wrong tokens lately")
+            return _see_other(f"{LOGIN}?wait={wait}")
         given = form.get("token")
         token = given.strip().encode("utf-8", "surrogateescape") if isinstance(given, str) else b""
         if not token or not hmac.compare_digest(token, expected):
+            failures.failed()
             log.warning("console login refused from %s", request.remote)
             return _see_other(LOGIN + "?failed=1")
         session = sessions.open()

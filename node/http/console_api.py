@@ -206,7 +206,8 @@ def add_console_api(app: web.Application, ctx: NodeContext) -> None:
     async def overview(request: web.Request) -> web.Response:
         from node.http.admin import status_json  # admin registers the console: import late
 
-        status = await status_json(ctx)
+        replication = await ctx.replication.state() if ctx.replication is not None else {}
+        status = await status_json(ctx, replication or None)
         peers: list[dict[str, Any]] = []
         if ctx.peering is not None:
             from node.peer.service import peer_json
@@ -214,7 +215,6 @@ def add_console_api(app: web.Application, ctx: NodeContext) -> None:
             found = peer_json(ctx.peering)["peers"]
             assert isinstance(found, list)
             peers = found
-        replication = await ctx.replication.state() if ctx.replication is not None else {}
         now_ms = int(time.time() * 1000)
         return _json({**_tree(ctx), "alerts": alerts(status, peers, replication, now_ms)})
 

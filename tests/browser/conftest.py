@@ -15,7 +15,7 @@ import pytest
 from node.demo import NodeSpec, Processes, build_network
 from node.keys import load_identity
 from tests.conftest import ROOT
-from tests.integration.replication_helpers import ingest_csv, random_file
+from tests.integration.replication_helpers import edit_toml, ingest_csv, random_file
 from tests.integration.sync_helpers import Node, poll
 from tests.peer_helpers import free_port_pair
 
@@ -31,6 +31,9 @@ LIBRARIES: tuple[tuple[str, str, str, str, str, str | None], ...] = (
     ("jiuquan", "酒泉市图书馆 Jiuquan", "jq", "municipal", "620900", "gansu"),
 )
 CONSOLE_NODE = "jiuquan"
+# The province fetches at 1 Mbit/s (125 KB/s), so a larger resource is seen mid-transfer there.
+SLOW_NODE = "gansu"
+SLOW_MBIT = 1
 TITLES = (
     "敦煌曲子词 Dunhuang ballads",
     "酒泉地方志 Jiuquan gazetteer",
@@ -76,6 +79,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     nodes = {
         s.key: Node(s, root / s.key, load_identity(configs[s.key].key_file).node_id) for s in specs
     }
+    edit_toml(nodes[SLOW_NODE].home, "replication", "bandwidth_mbit", str(SLOW_MBIT))
     src = root / "src"
     rows = []
     for i, title in enumerate(TITLES):

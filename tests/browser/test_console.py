@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +21,13 @@ from node.http.console import CONSOLE_CSP, SESSION_COOKIE
 from tests.browser.conftest import (
     CONSOLE_NODE,
     REPLICATE_SECONDS,
+    SLOW_NODE,
     TITLES,
     Network,
     screenshot_path,
 )
+from tests.conftest import siku_command, siku_env
+from tests.integration.replication_helpers import ingest_csv, random_file
 from tests.integration.sync_helpers import poll
 
 pytestmark = pytest.mark.slow
@@ -98,6 +103,12 @@ def test_login_is_required(net: Network, page: Any) -> None:
     assert "not this node's admin token" in page.inner_text("#failed")
     assert not [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
     page.screenshot(path=screenshot_path("login-refused"), full_page=True)
+    # After too many wrong tokens the daemon sends the login back with the wait
+    # (tests/integration/test_http_admin.py): the page says how long, in the page's language.
+    page.goto(node.admin + "/console/login?wait=42")
+    page.wait_for_selector("#locked:not([hidden])")
+    assert "Try again in 42 s" in page.inner_text("#locked")
+    assert page.is_hidden("#failed")
     # Still no way in: the console page sends the browser back to the login.
     page.goto(node.admin + "/console/")
     page.wait_for_url(re.compile(r"/console/login$"))
@@ -149,6 +160,8 @@ def test_views_show_the_network(net: Network, page: Any) -> None:
     _view(page, "storage")
     own = page.inner_text("#view-storage tr:has([data-class=own])")
     assert "own collections" in own and re.search(r"\b[1-9]\d*\s", own), own
+    # A city with 64 GiB of room defers nothing (this once read the length of [count, bytes]).
+    assert "Copies deferred for lack of room\n0 (0 B)" in page.inner_text("#view-storage")
     page.screenshot(path=screenshot_path("storage"), full_page=True)
 
     _view(page, "replication")
@@ -292,3 +305,53 @@ def test_events_and_network_at_the_national_library(net: Network, page: Any) -> 
     assert "副本完成" in page.inner_text("#view-events")
     page.screenshot(path=screenshot_path("events-zh"), full_page=True)
     page.click("#lang")  # back to English for the next test's login
+
+
+def test_an_active_transfer_shows_its_progress_and_rate(
+    net: Network, page: Any, tmp_path: Path
+) -> None:
+    """A 6 MiB resource ingested at the city is copied to the province at its 1 Mbit/s limit
+    (about 50 s): the province's Transfers view shows it mid-way, with progress and a rate."""
+    province = net[SLOW_NODE]
+    random_file(tmp_path / "big" / "reel.tif", 6 << 20, seed=7)
+    (pid,) = ingest_csv(
+        net[CONSOLE_NODE].home,
+        tmp_path / "big.csv",
+        [["敦煌遗书缩微胶卷 Dunhuang microfilm", "酒泉市图书馆", "", "open", "big/reel.tif"]],
+    )
+
+    def active() -> dict[str, Any] | None:
+        found = province.admin_json("/admin/api/v1/replication")["transfers"]["active"]
+        return next((a for a in found if a["pid"] == pid), None)
+
+    job = poll(
+        active,
+        lambda a: a is not None and 0 < a["bytes_done"] < a["bytes_total"],
+        REPLICATE_SECONDS,
+        "the province part-way through copying the 6 MiB resource",
+        interval=0.5,
+        alive=net.alive,
+    )
+    assert job is not None and job["bytes_total"] == 6 << 20
+
+    _login(page, province)
+    _view(page, "transfers")
+    row = f"#view-transfers tr[data-pid='{pid}']"
+    page.wait_for_selector(row)
+    text = page.inner_text(row)
+    assert re.search(r"\d\.\d\d MiB / 6\.00 MiB", text), text
+    rate = re.search(r"([\d.]+) (B|KiB|MiB)/s", text)
+    assert rate is not None and float(rate.group(1)) > 0, text
+    window = page.inner_text("#view-transfers")
+    assert "122.1 KiB/s" in window, window  # the 1 Mbit/s limit in force, as configured
+    page.screenshot(path=screenshot_path("transfers-active"), full_page=True)
+    # siku status says the same in a terminal.
+    proc = subprocess.run(
+        siku_command("status", "--home", str(province.home)),
+        capture_output=True,
+        text=True,
+        env=siku_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(rf"{re.escape(pid)} \(\w+\) \d+ % of 6\.0 MiB at ", proc.stdout), proc.stdout

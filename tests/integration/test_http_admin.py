@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 
 from node.context import VERSION
+from node.http.console import SESSION_COOKIE
+from node.http.security import AUTH_FAILURE_LIMIT, AUTH_FAILURE_WINDOW_SECONDS
 from protocol.records import CHUNK_SIZE, LangString, Rights
 from tests.integration.conftest import QUOTA_BYTES, HttpNode
 
@@ -118,3 +120,36 @@ async def test_admin_sync_when_not_enrolled(
         assert resp.status == 200
         assert resp.headers["Cache-Control"] == "no-store"
         assert await resp.json() == {"enabled": False, "peers": []}
+
+
+async def test_wrong_tokens_are_throttled_and_open_sessions_go_on(
+    http_node: HttpNode, admin_url: str, http: aiohttp.ClientSession
+) -> None:
+    token = http_node.ctx.admin_token
+    login = admin_url + "/console/login"
+    async with http.post(login, data={"token": token}, allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/console/"
+        session = resp.cookies[SESSION_COOKIE].value
+    for i in range(AUTH_FAILURE_LIMIT):
+        wrong = bearer(f"wrong-{i}") if i % 2 else {}
+        if not wrong:  # wrong tokens through the login form count too
+            async with http.post(login, data={"token": f"wrong-{i}"}, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/console/login?failed=1"
+            continue
+        async with http.get(admin_url + STATUS, headers=wrong) as resp:
+            assert resp.status == 401
+    # Now every token is refused unchecked, the right one too, for at most the window.
+    for given in ("wrong-again", token):
+        async with http.get(admin_url + STATUS, headers=bearer(given)) as resp:
+            assert resp.status == 429
+            assert 1 <= int(resp.headers["Retry-After"]) <= AUTH_FAILURE_WINDOW_SECONDS
+            body = await resp.json(content_type=PROBLEM)
+        assert body["code"] == "too-many-failures"
+    async with http.post(login, data={"token": token}, allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"].startswith("/console/login?wait=")
+        assert SESSION_COOKIE not in resp.cookies
+    # A session opened before goes on working.
+    cookie = {"Cookie": f"{SESSION_COOKIE}={session}"}
+    async with http.get(admin_url + STATUS, headers=cookie) as resp:
+        assert resp.status == 200

@@ -462,7 +462,8 @@ def test_every_resource_meets_the_policy_within_quota_and_rights(net: Network) -
     # The tight node's planner defers the oversized subscription for quota, and says so.
     state = replication(net[net.tight])
     assert state["quota_bytes"] == TIGHT_QUOTA_GIB * GIB
-    count, size = state["plan"]["deferred_for_quota"]
+    deferred = state["plan"]["deferred_for_quota"]
+    count, size = deferred["copies"], deferred["bytes"]
     assert count >= 1 and size >= OVERSIZED, state["plan"]
     assert state["plan"]["usage"]["subscription"] < TIGHT_QUOTA_GIB * GIB
     assert state["subscriptions"] == [NATIONAL_COLLECTION]

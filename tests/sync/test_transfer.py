@@ -173,6 +173,7 @@ class Recorder:
         self.completed: list[TransferTask] = []
         self.not_durable: list[str] = []
         self.faults: list[tuple[str, str]] = []
+        self.failed: list[tuple[str, str]] = []
 
     async def on_complete(self, t: TransferTask) -> None:
         if not self.sink.holds_durably(t.chunks):
@@ -181,6 +182,9 @@ class Recorder:
 
     def on_peer_fault(self, peer: str, reason: str) -> None:
         self.faults.append((peer, reason))
+
+    def on_failed(self, t: TransferTask, reason: str) -> None:
+        self.failed.append((t.pid, reason))
 
 
 def service(
@@ -199,6 +203,7 @@ def service(
         reachable=reachable or (lambda: set(source.holders)),
         on_complete=rec.on_complete,
         on_peer_fault=rec.on_peer_fault,
+        on_failed=rec.on_failed,
     )
 
 
@@ -352,6 +357,10 @@ async def test_no_holder_left_fails_with_reason_then_retries_when_still_planned(
         reachable.add("A")
         await until(lambda: len(svc.status()["failures"]) == 2)
         assert svc.status()["failures"][1]["reason"] == "all holders failed: A: corrupt-chunk"
+        assert rec.failed == [
+            ("p1", "no reachable holder"),
+            ("p1", "all holders failed: A: corrupt-chunk"),
+        ]
         assert rec.completed == []
         source.holders["B"] = Holder(blobs)
         reachable.add("B")
@@ -538,6 +547,35 @@ async def test_rate_limit_holds_on_a_fake_clock_and_streams_ignore_it() -> None:
     source.holders["A"].chunks |= blobs2
     got = [d async for d in svc.stream(refs2, ["A"], pid="p")]
     assert got == [blobs2[c.digest] for c in refs2] and ft.t == before
+
+
+async def test_under_a_rate_limit_a_request_carries_about_a_seconds_worth() -> None:
+    refs, blobs = make_content([64 << 10] * 80)  # 5 MiB, default batches of 8 MiB
+    sizes: dict[int, list[int]] = {}
+    for rate in (0, 3_000_000, 200_000):
+        ft = FakeTime()
+        source = FakeSource({"A": Holder(blobs)})
+        sizes[rate] = []
+        source.on_request = lambda peer, ds, out=sizes[rate]: out.append(len(ds) * (64 << 10))
+        sink = FakeSink()
+        rec = Recorder(sink)
+        svc = TransferService(
+            source,
+            sink,
+            TransferSettings(rate_limit_bytes_per_s=rate, poll_s=0.05),
+            reachable=lambda: {"A"},
+            on_complete=rec.on_complete,
+            on_peer_fault=rec.on_peer_fault,
+            clock=ft.clock,
+            sleep=ft.sleep,
+        )
+        async with running(svc):
+            svc.set_plan([task("p1", refs)])
+            await until(lambda done=rec.completed: bool(done))
+        assert sum(sizes[rate]) == 80 * (64 << 10)
+    assert sizes[0] == [80 * (64 << 10)]  # unlimited: one request
+    assert max(sizes[3_000_000]) == 45 * (64 << 10)  # the most chunks within 3 MB
+    assert max(sizes[200_000]) == CHUNK_SIZE  # never less than one chunk's worth
 
 
 async def test_windows_pause_and_resume() -> None:

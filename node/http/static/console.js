@@ -317,7 +317,7 @@
         ["transfers.tasks", function (q) { return num(q.tasks); }, "num"],
         ["transfers.bytes", function (q) { return bytes(q.bytes); }, "num"],
         ["transfers.waiting", function (q) { return num(q.waiting_retry); }, "num"],
-      ], queue, "transfers.none_active"),
+      ], queue, "transfers.queue_empty"),
       h("h3", { text: t("transfers.active") }),
       table([
         ["transfers.resource", function (a) { return resourceLink(a.pid); }],
@@ -327,7 +327,7 @@
           return h("div", null, bar(a.bytes_total ? a.bytes_done / a.bytes_total : 0, "ok"), bytes(a.bytes_done) + " / " + bytes(a.bytes_total));
         }],
         ["transfers.rate", function (a) { return bytes(a.rate_bytes_per_s) + "/s"; }, "num"],
-      ], tr.active, "transfers.none_active"),
+      ], tr.active, "transfers.none_active", function (a) { return { "data-pid": a.pid, "data-state": a.state }; }),
       h("h3", { text: t("transfers.failures") }),
       table([
         ["transfers.resource", function (f) { return resourceLink(f.pid); }],
@@ -335,7 +335,7 @@
         ["transfers.reason", function (f) { return f.reason; }],
         ["transfers.progress", function (f) { return bytes(f.bytes_done) + " / " + bytes(f.bytes_total); }, "num"],
         ["transfers.at", function (f) { return f.at; }],
-      ], tr.failures.slice().reverse(), "transfers.none_failed"),
+      ], tr.failures.slice().reverse(), "transfers.none_failed", function (f) { return { "data-pid": f.pid }; }),
     ]);
   }
 
@@ -374,7 +374,7 @@
       r.enabled ? card(null, kv([
         ["storage.cache_limit", bytes(r.cache_bytes)],
         ["storage.subscriptions", (r.subscriptions || []).length ? r.subscriptions.join(", ") : t("overview.none")],
-        ["storage.deferred", num((plan.deferred_for_quota || []).length)],
+        ["storage.deferred", plan.deferred_for_quota ? num(plan.deferred_for_quota.copies) + " (" + bytes(plan.deferred_for_quota.bytes) + ")" : t("common.unknown")],
       ])) : null,
     ]);
   }

@@ -23,6 +23,7 @@ window.SIKU_I18N = {
     "login.token": "Admin token",
     "login.submit": "Sign in",
     "login.failed": "That is not this node's admin token.",
+    "login.locked": "Too many wrong tokens were given lately. Try again in {seconds} s.",
 
     "overview.identity": "Identity",
     "overview.name": "Name",
@@ -119,6 +120,7 @@ window.SIKU_I18N = {
     "transfers.waiting": "Waiting to retry",
     "transfers.active": "Active transfers",
     "transfers.none_active": "No transfer is running.",
+    "transfers.queue_empty": "Nothing is queued.",
     "transfers.resource": "Resource",
     "transfers.progress": "Progress",
     "transfers.rate": "Rate",
@@ -304,6 +306,7 @@ window.SIKU_I18N = {
     "login.token": "管理令牌",
     "login.submit": "登录",
     "login.failed": "该令牌不是本节点的管理令牌。",
+    "login.locked": "近期输入错误令牌次数过多，请 {seconds} 秒后再试。",
 
     "overview.identity": "身份",
     "overview.name": "名称",
@@ -400,6 +403,7 @@ window.SIKU_I18N = {
     "transfers.waiting": "等待重试",
     "transfers.active": "进行中的传输",
     "transfers.none_active": "当前没有传输。",
+    "transfers.queue_empty": "队列为空。",
     "transfers.resource": "资源",
     "transfers.progress": "进度",
     "transfers.rate": "速率",

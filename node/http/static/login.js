@@ -4,8 +4,15 @@
 document.addEventListener("DOMContentLoaded", function () {
   const S = window.SIKU;
   S.apply();
-  if (new URLSearchParams(window.location.search).has("failed")) {
+  const query = new URLSearchParams(window.location.search);
+  if (query.has("failed")) {
     document.getElementById("failed").hidden = false;
+  }
+  const wait = Number(query.get("wait"));
+  if (Number.isInteger(wait) && wait > 0) {
+    const notice = document.getElementById("locked");
+    notice.textContent = S.t("login.locked", { seconds: wait });
+    notice.hidden = false;
   }
   document.getElementById("lang").addEventListener("click", function () {
     S.setLang(S.lang() === "zh" ? "en" : "zh");
