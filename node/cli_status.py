@@ -71,34 +71,70 @@ def _out(text: str = "") -> None:
 # --- asking the daemon --------------------------------------------------------------------------
 
 
-async def daemon_get(config: Config, paths: Sequence[str]) -> dict[str, Any] | None:
-    """path → JSON answer of the daemon's admin API, asked together over one session; None when
-    the daemon does not answer. A refusal (a wrong token, a route it lacks) is a NodeError."""
+async def _get(session: Any, base: str, path: str, token: str) -> dict[str, Any]:
+    """One admin JSON document; NodeError when the daemon refuses or answers nonsense."""
+    import aiohttp
+
+    url = base + path
+    async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+        if resp.status == 401:
+            raise NodeError(f"the daemon at {base} refused the admin token in keys/admin.token")
+        if resp.status == 429:
+            wait = resp.headers.get("Retry-After", "?")
+            raise NodeError(
+                f"the daemon at {base} refused the admin token after too many wrong ones;"
+                f" retry in {wait} s"
+            )
+        if resp.status != 200:
+            raise NodeError(f"the daemon answered {resp.status} at {url}")
+        try:
+            data = await resp.json()
+        except (aiohttp.ContentTypeError, ValueError) as e:
+            raise NodeError(f"the daemon's answer at {url} is not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise NodeError(f"the daemon's answer at {url} is not a JSON object")
+    return data
+
+
+async def daemon_get(
+    config: Config, extra: Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, dict[str, Any] | str]] | None:
+    """The daemon's /admin/api/v1/status, and each of `extra` paths' answer (or, where that
+    one failed, why: the status is what matters, the rest fills in sections). None when the
+    daemon does not answer at all; NodeError when it refuses the token or answers nonsense."""
     import aiohttp  # the HTTP stack loads only for the commands that use it (~0.3 s)
 
     token = load_admin_token(config.token_file)
     base = config.admin_listen.url()
     timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_SECONDS)
-    headers = {"Authorization": f"Bearer {token}"}
-
-    async def one(session: aiohttp.ClientSession, path: str) -> Any:
-        async with session.get(base + path, headers=headers) as resp:
-            if resp.status != 200:
-                raise NodeError(f"the daemon answered {resp.status} at {base + path}")
-            return await resp.json()
-
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            answers = await asyncio.gather(*(one(session, p) for p in paths))
+            # First the status alone: a wrong token then costs one refusal, not one per route.
+            status = await _get(session, base, STATUS_PATH, token)
+            answers = await asyncio.gather(
+                *(_get(session, base, p, token) for p in extra), return_exceptions=True
+            )
     except (aiohttp.ClientConnectionError, TimeoutError):
         return None
-    return dict(zip(paths, answers, strict=True))
+    except aiohttp.ClientError as e:
+        raise NodeError(f"the daemon at {base} did not answer properly: {e}") from e
+    sections: dict[str, dict[str, Any] | str] = {}
+    for path, answer in zip(extra, answers, strict=True):
+        if isinstance(answer, dict):
+            sections[path] = answer
+        elif isinstance(answer, NodeError):
+            sections[path] = answer.message
+        elif isinstance(answer, aiohttp.ClientError | TimeoutError):
+            sections[path] = f"no answer ({type(answer).__name__})"
+        else:
+            raise answer  # a bug: seen whole
+    return status, sections
 
 
 async def daemon_status(config: Config) -> dict[str, Any] | None:
     """/admin/api/v1/status of the running daemon, or None when it does not answer."""
-    got = await daemon_get(config, [STATUS_PATH])
-    return None if got is None else dict(got[STATUS_PATH])
+    got = await daemon_get(config)
+    return None if got is None else got[0]
 
 
 def _local_status(config: Config) -> dict[str, Any]:
@@ -130,10 +166,12 @@ def _local_status(config: Config) -> dict[str, Any]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(Path(args.home))
-    paths = [STATUS_PATH, OVERVIEW_PATH, EVENTS_PATH]
-    if config.tier != "county":  # a county library has no one below it
-        paths.append(NETWORK_PATH)
-    got = asyncio.run(daemon_get(config, paths))
+    extra: list[str] = []
+    if not args.require_daemon:  # a health check asks only what it needs
+        extra = [OVERVIEW_PATH, EVENTS_PATH]
+        if config.tier != "county":  # a county library has no one below it
+            extra.append(NETWORK_PATH)
+    got = asyncio.run(daemon_get(config, extra))
     running = got is not None
     if got is None and args.require_daemon:
         sys.stderr.write(f"siku: the daemon is not answering at {config.admin_listen.url()}\n")
@@ -141,14 +179,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     if got is None:
         status: dict[str, Any] = _local_status(config)
     else:
-        status = dict(got[STATUS_PATH])
-        overview = got[OVERVIEW_PATH]
-        status["parent_node"] = overview.get("parent")
-        status["children"] = overview.get("children", [])
-        status["alerts"] = overview.get("alerts", [])
-        status["recent_events"] = got[EVENTS_PATH].get("events", [])
-        if NETWORK_PATH in got and got[NETWORK_PATH].get("enrolled"):
-            status["below"] = got[NETWORK_PATH].get("nodes", [])
+        status, sections = got
+        unavailable = {p: why for p, why in sections.items() if isinstance(why, str)}
+        overview = sections.get(OVERVIEW_PATH)
+        if isinstance(overview, dict):
+            status["parent_node"] = overview.get("parent")
+            status["children"] = overview.get("children") or []
+            status["alerts"] = overview.get("alerts") or []
+        events = sections.get(EVENTS_PATH)
+        if isinstance(events, dict):
+            status["recent_events"] = events.get("events") or []
+        network = sections.get(NETWORK_PATH)
+        if isinstance(network, dict) and network.get("enrolled"):
+            status["below"] = network.get("nodes") or []
+        if unavailable:
+            status["unavailable"] = unavailable
     status["daemon"] = {"running": running, "admin_url": config.admin_listen.url()}
     if args.json:
         _out(json.dumps(status, ensure_ascii=False, indent=2, default=str))
@@ -256,7 +301,8 @@ def render(
     out(f"  node id   {n['id']}")
     parent = status.get("parent_node")
     if parent:
-        out(f"  parent    {parent.get('name') or parent.get('node_id')} ({parent.get('state')})")
+        state = f" ({parent['state']})" if parent.get("state") else ""
+        out(f"  parent    {parent.get('name') or parent.get('node_id')}{state}")
     elif n.get("parent"):
         out(f"  parent    {n['parent']}")
     children = status.get("children") or []
@@ -331,6 +377,8 @@ def render(
     below = status.get("below")
     if below is not None:
         lines.extend(_below_lines(below, every_node))
+    for path, why in (status.get("unavailable") or {}).items():
+        out(f"  missing   {path}: {why}")
     events = status.get("recent_events")
     if events:
         out(f"  recent    the newest {len(events)} warnings and errors:")
@@ -352,10 +400,11 @@ def _below_lines(rows: list[dict[str, Any]], every_node: bool) -> list[str]:
     free = sum(int(st.get("free_bytes") or 0) for st in with_status)
     quota = sum(int(st.get("quota_bytes") or 0) for st in with_status)
     held = sum(int(st.get("held_resources") or 0) for st in with_status)
+    nodes = "1 node" if len(rows) == 1 else f"{len(rows)} nodes"
     lines = [
-        f"  below     {len(rows)} nodes: {online} online, {len(rows) - online} offline,"
+        f"  below     {nodes}: {online} online, {len(rows) - online} offline,"
         f" {full} full, {len(rows) - len(with_status)} without a status record;"
-        f" {held} copies held, {format_size(free)} free of {format_size(quota)}"
+        f" {held} resources held, {format_size(free)} free of {format_size(quota)}"
     ]
     shown = rows if every_node else [r for r in rows if _needs_attention(r)]
     limit = len(shown) if every_node else ATTENTION_ROWS

@@ -35,6 +35,7 @@ from sync.placement import CLASSES, KLASS_OWN, RULES
 from sync.transfer import PRIORITY_NAMES
 
 if TYPE_CHECKING:
+    from node.http.security import AuthFailures  # node.http imports this module
     from sync.placement import Plan
 
 __all__ = [
@@ -79,6 +80,8 @@ class Snapshot:
     sync: SyncTotals | None = None
     # replication (None: not running)
     replication: ReplicationSnapshot | None = None
+    # wrong admin tokens (None: not counted by this app)
+    auth_failures: tuple[int, int] | None = None  # total, over the limit
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,9 @@ class _OwnFromPlan:
         return self._value
 
 
-async def take_snapshot(ctx: NodeContext, own: _OwnFromPlan | None = None) -> Snapshot:
+async def take_snapshot(
+    ctx: NodeContext, own: _OwnFromPlan | None = None, failures: AuthFailures | None = None
+) -> Snapshot:
     """Read everything a scrape reports from the running services and the store."""
     counts = await ctx.store.catalogue.counts()
     items = await ctx.store.sync.counts()
@@ -202,6 +207,7 @@ async def take_snapshot(ctx: NodeContext, own: _OwnFromPlan | None = None) -> Sn
         rejections=rejections,
         sync=sync,
         replication=replication,
+        auth_failures=None if failures is None else (failures.total, failures.over_limit),
     )
 
 
@@ -289,6 +295,18 @@ class NodeCollector:
             yield from _sync_families(s.sync, s.wall_s)
         if s.replication is not None:
             yield from _replication_families(s.replication)
+        if s.auth_failures is not None:
+            yield _labelled(
+                CounterMetricFamily,
+                "siku_admin_auth_failures",
+                "Wrong admin tokens given to this listener (API and console login); over_limit:"
+                " answered 429 after the limit.",
+                "outcome",
+                {
+                    "refused": s.auth_failures[0] - s.auth_failures[1],
+                    "over_limit": s.auth_failures[1],
+                },
+            )
 
 
 def _sync_families(t: SyncTotals, wall_s: float) -> Iterator[Metric]:
@@ -467,7 +485,7 @@ def _replication_families(r: ReplicationSnapshot) -> Iterator[Metric]:
     )
 
 
-def metrics_handler(ctx: NodeContext) -> Handler:
+def metrics_handler(ctx: NodeContext, failures: AuthFailures | None = None) -> Handler:
     """The GET /metrics handler for one admin app, with its own registry and collector."""
     registry = CollectorRegistry(auto_describe=False)
     collector = NodeCollector()
@@ -475,7 +493,7 @@ def metrics_handler(ctx: NodeContext) -> Handler:
     own = _OwnFromPlan()
 
     async def metrics(request: web.Request) -> web.Response:
-        snapshot = await take_snapshot(ctx, own)
+        snapshot = await take_snapshot(ctx, own, failures)
         # No await from here to the end of rendering: a concurrent scrape cannot swap the
         # snapshot in between.
         collector.snapshot = snapshot

@@ -1,9 +1,10 @@
 """The record database: aiosqlite over WAL, numbered SQL migrations, transactions.
 
 Two connections, each with its own thread: `conn` does every write (and the reads that belong
-with them), `reads` answers the admin's questions (status, console, metrics) from the last
-commit. WAL lets the reader run while the writer commits, so a console poll does not queue
-behind replication's fsync'd commits on the writer's thread.
+with them), `reads` answers read-only questions that want the last commit and nothing newer:
+the admin's status, console and metrics, public search, who holds a copy. WAL lets the reader
+run while the writer commits, so a console poll or a reader's search does not queue behind
+replication's fsync'd commits on the writer's thread.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def _statements(sql: str) -> list[str]:
 
 
 class Database:
-    """Owns the connection. Writes go through `transaction()`; reads use `conn` directly."""
+    """Owns the connections. Writes go through `transaction()`; reads use `conn` (to see a
+    transaction in progress) or `reads` (the last commit, never waiting for the writer)."""
 
     def __init__(
         self, conn: aiosqlite.Connection, path: Path, reads: aiosqlite.Connection | None = None
@@ -85,8 +87,9 @@ class Database:
         # Database), reads share `conn`.
         self.reads = reads if reads is not None else conn
         self.path = path
-        # One connection: transactions of concurrent tasks take turns. (A read issued while
-        # another task's transaction is open sees that transaction's writes.)
+        # One writing connection: transactions of concurrent tasks take turns. (A read on
+        # `conn` issued while another task's transaction is open sees that transaction's
+        # writes; one on `reads` does not.)
         self._write_lock = asyncio.Lock()
 
     @classmethod

@@ -40,7 +40,7 @@ def too_many_failures(wait: int) -> Problem:
         429,
         "too-many-failures",
         "Too many wrong tokens",
-        f"Too many wrong admin tokens were given lately; try again in {wait} s.",
+        f"That is not the admin token, and too many wrong ones came lately: wait {wait} s.",
         headers={"Retry-After": str(wait)},
     )
 
@@ -66,11 +66,11 @@ def _auth_middleware(token: str, sessions: ConsoleSessions, failures: AuthFailur
                 " keys/admin.token in the node's home folder.",
                 headers={"WWW-Authenticate": _REALM},
             )
-        wait = failures.retry_after()
-        if wait:
-            raise too_many_failures(wait)
         if not hmac.compare_digest(given, expected):
-            failures.failed()
+            wait = failures.failed()
+            if wait:
+                await failures.tarpit()
+                raise too_many_failures(wait)
             raise Problem(
                 401,
                 "invalid-token",
@@ -257,7 +257,8 @@ def build_admin_app(ctx: NodeContext) -> web.Application:
     app.router.add_get("/admin/api/v1/replication", replication)
     app.router.add_get("/admin/api/v1/sync", sync)
     app.router.add_get("/admin/api/v1/peers", peers)
-    app.router.add_get("/metrics", metrics_handler(ctx))  # behind the token, like the rest
+    # Behind the token, like the rest.
+    app.router.add_get("/metrics", metrics_handler(ctx, failures))
     add_console_routes(app, ctx, sessions, failures)
     app.on_response_prepare.append(add_security_headers)
     return app

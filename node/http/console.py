@@ -6,7 +6,7 @@ into a cookie. Sessions live in memory (a restart logs everyone out), expire aft
 SESSION_SECONDS, and at most MAX_SESSIONS exist at once (the oldest is dropped first). The
 cookie is HttpOnly and SameSite=Strict; logins and logouts from another origin are refused.
 Wrong tokens count with the admin API's (node.http.security.AuthFailures): after too many, a
-login is refused unchecked for a while and the page says how long.
+wrong one is answered slowly and the page says how long to wait; the right one always works.
 Every console page carries a strict Content-Security-Policy: scripts only from files served
 here, no inline code, nothing from elsewhere.
 """
@@ -180,15 +180,14 @@ def add_console_routes(
         if (request.content_length or 0) > MAX_LOGIN_BODY_BYTES:
             raise Problem(413, "too-large", "Request too large", "A login is a token, no more.")
         form = await request.post()
-        wait = failures.retry_after()
-        if wait:
-            log.warning("console login refused unchecked: too many wrong tokens lately")
-            return _see_other(f"{LOGIN}?wait={wait}")
         given = form.get("token")
         token = given.strip().encode("utf-8", "surrogateescape") if isinstance(given, str) else b""
         if not token or not hmac.compare_digest(token, expected):
-            failures.failed()
             log.warning("console login refused from %s", request.remote)
+            wait = failures.failed()
+            if wait:
+                await failures.tarpit()
+                return _see_other(f"{LOGIN}?wait={wait}")
             return _see_other(LOGIN + "?failed=1")
         session = sessions.open()
         log.info("console login from %s", request.remote)

@@ -107,8 +107,9 @@ def test_login_is_required(net: Network, page: Any) -> None:
     # (tests/integration/test_http_admin.py): the page says how long, in the page's language.
     page.goto(node.admin + "/console/login?wait=42")
     page.wait_for_selector("#locked:not([hidden])")
-    assert "Try again in 42 s" in page.inner_text("#locked")
+    assert "wait 42 s" in page.inner_text("#locked")
     assert page.is_hidden("#failed")
+    page.screenshot(path=screenshot_path("login-wait"), full_page=True)
     # Still no way in: the console page sends the browser back to the login.
     page.goto(node.admin + "/console/")
     page.wait_for_url(re.compile(r"/console/login$"))

@@ -52,11 +52,10 @@ def test_status_at_the_national_library_lists_the_nodes_below(net: Network) -> N
         if node.key == CONSOLE_NODE:  # it holds its own resources
             assert re.search(r"; [1-9]\d* held, ", row), row
     assert any(ln.startswith("  health ") for ln in lines), text
-    # Without --network only the summary and the nodes needing attention (tests/node/
-    # test_cli_status.py): here at most the two, never more rows than nodes.
+    # Without --network: the same summary (which nodes need attention is tested in
+    # tests/node/test_cli_status.py; here all may be healthy or, for a moment, behind).
     quiet = _status(national).splitlines()
     assert [ln for ln in quiet if ln.startswith("  below ")] == [below]
-    assert sum(1 for ln in quiet if "held," in ln) <= len(others)
 
     shown = json.loads(_status(national, "--json"))
     assert {n["node_id"] for n in shown["below"]} == {n.node_id for n in others}

@@ -99,7 +99,7 @@ def test_below_lists_only_nodes_needing_attention_unless_asked() -> None:
     assert summary.startswith(
         "  below     7 nodes: 6 online, 1 offline, 1 full, 1 without a status"
     )
-    assert "24 copies held" in summary
+    assert "24 resources held" in summary
     listed = [
         ln.split(":")[0].strip() for ln in lines if ln.startswith("            ") and "(" in ln
     ]
@@ -150,3 +150,13 @@ def test_without_a_daemon_it_says_how_to_start_one() -> None:
     lines = _lines(status)
     assert "  daemon    not running (start it with: siku run --home /h)" in lines
     assert not any(ln.startswith("  health") for ln in lines)
+
+
+def test_sections_the_daemon_could_not_give_are_named() -> None:
+    status = _daemon_status(
+        parent_node={"node_id": "p1", "name": "国家图书馆", "state": None},
+        unavailable={"/admin/api/v1/console/network": "the daemon answered 500 at …"},
+    )
+    lines = _lines(status)
+    assert "  parent    国家图书馆" in lines  # no "(None)" when the peer state is unknown
+    assert "  missing   /admin/api/v1/console/network: the daemon answered 500 at …" in lines

@@ -192,6 +192,7 @@ def service(
     sink: FakeSink,
     rec: Recorder,
     reachable: Callable[[], set[str]] | None = None,
+    fake_time: FakeTime | None = None,
     **settings: object,
 ) -> TransferService:
     base: dict[str, object] = {"retry_after_s": 0.2, "peer_backoff_s": 0.05, "poll_s": 0.05}
@@ -204,6 +205,8 @@ def service(
         on_complete=rec.on_complete,
         on_peer_fault=rec.on_peer_fault,
         on_failed=rec.on_failed,
+        clock=fake_time.clock if fake_time else time.monotonic,
+        sleep=fake_time.sleep if fake_time else asyncio.sleep,
     )
 
 
@@ -522,15 +525,8 @@ async def test_rate_limit_holds_on_a_fake_clock_and_streams_ignore_it() -> None:
     source.on_request = lambda peer, ds: starts.append((ft.t, len(ds) * (64 << 10)))
     sink = FakeSink()
     rec = Recorder(sink)
-    svc = TransferService(
-        source,
-        sink,
-        TransferSettings(rate_limit_bytes_per_s=rate, batch_bytes=CHUNK_SIZE, poll_s=0.05),
-        reachable=lambda: {"A", "B"},
-        on_complete=rec.on_complete,
-        on_peer_fault=rec.on_peer_fault,
-        clock=ft.clock,
-        sleep=ft.sleep,
+    svc = service(
+        source, sink, rec, fake_time=ft, rate_limit_bytes_per_s=rate, batch_bytes=CHUNK_SIZE
     )
     async with running(svc):
         svc.set_plan([task("p1", refs)])
@@ -559,16 +555,7 @@ async def test_under_a_rate_limit_a_request_carries_about_a_seconds_worth() -> N
         source.on_request = lambda peer, ds, out=sizes[rate]: out.append(len(ds) * (64 << 10))
         sink = FakeSink()
         rec = Recorder(sink)
-        svc = TransferService(
-            source,
-            sink,
-            TransferSettings(rate_limit_bytes_per_s=rate, poll_s=0.05),
-            reachable=lambda: {"A"},
-            on_complete=rec.on_complete,
-            on_peer_fault=rec.on_peer_fault,
-            clock=ft.clock,
-            sleep=ft.sleep,
-        )
+        svc = service(source, sink, rec, fake_time=ft, rate_limit_bytes_per_s=rate)
         async with running(svc):
             svc.set_plan([task("p1", refs)])
             await until(lambda done=rec.completed: bool(done))

@@ -23,7 +23,7 @@ window.SIKU_I18N = {
     "login.token": "Admin token",
     "login.submit": "Sign in",
     "login.failed": "That is not this node's admin token.",
-    "login.locked": "Too many wrong tokens were given lately. Try again in {seconds} s.",
+    "login.locked": "That is not this node's admin token, and too many wrong ones were given lately: wait {seconds} s before the next try.",
 
     "overview.identity": "Identity",
     "overview.name": "Name",
@@ -306,7 +306,7 @@ window.SIKU_I18N = {
     "login.token": "管理令牌",
     "login.submit": "登录",
     "login.failed": "该令牌不是本节点的管理令牌。",
-    "login.locked": "近期输入错误令牌次数过多，请 {seconds} 秒后再试。",
+    "login.locked": "该令牌不是本节点的管理令牌，且近期错误次数过多：请等待 {seconds} 秒后再试。",
 
     "overview.identity": "身份",
     "overview.name": "名称",
