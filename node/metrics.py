@@ -479,6 +479,12 @@ def _replication_families(r: ReplicationSnapshot) -> Iterator[Metric]:
         c.get("collected_bytes", 0),
     )
     yield _counter(
+        "siku_replication_orphans_removed_bytes",
+        "Bytes of chunk files no row referred to (left by cancelled or failed transfers),"
+        " removed by the sweep.",
+        c.get("orphan_bytes_removed", 0),
+    )
+    yield _counter(
         "siku_replication_published_pages",
         "Holdings pages signed and published.",
         c.get("pages_published", 0),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,10 @@ PUBLISH_DELAY_SECONDS = 1.0
 DIRTY_POLL_SECONDS = 5.0  # changes to this node's holdings are gathered this long
 SETTLE_SECONDS = 2.0  # a plan is made this soon after the catalogue or holdings change
 GC_BATCH = 10_000
+# A chunk file no row refers to is removed once this old: a transfer that might still commit
+# it is planned (its chunks protected) and a commit or ingest never runs during a sweep; the
+# hour is a margin on top.
+ORPHAN_GRACE_SECONDS = 3600.0
 MAX_ON_DEMAND = 64  # resources readers started that are being fetched into the cache at once
 MAX_STREAMS = 16  # reader downloads streamed from other nodes at once
 PLAN_SHARE = 10.0  # rounds triggered by changes come at most every PLAN_SHARE × a round's time
@@ -100,6 +105,8 @@ class _Counters:
     dropped: int = 0
     collected_chunks: int = 0
     collected_bytes: int = 0
+    orphans_removed: int = 0
+    orphan_bytes_removed: int = 0
     pages_published: int = 0
     plans: int = 0
 
@@ -150,6 +157,9 @@ class Replication:
         self._change = asyncio.Event()
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()  # commits, drops and garbage collection, one at a time
+        # The chunk folder the next orphan sweep looks at (random: a restart loop still
+        # reaches every folder).
+        self._sweep_next = secrets.randbelow(256)
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -412,17 +422,28 @@ class Replication:
             # Never while an ingest runs (siku ingest, another process): it could find a
             # doomed chunk still in place, skip writing it, and refer to it.
             async with self.store.try_exclusive("ingest") as free:
-                freed, size = (
-                    await self.store.holdings.collect_garbage(
+                freed = size = swept = swept_bytes = 0
+                if free:
+                    freed, size = await self.store.holdings.collect_garbage(
                         self.store.chunks, protected, GC_BATCH
                     )
-                    if free
-                    else (0, 0)
-                )
+                    # One of the 256 chunk folders a round: files no row refers to, left by
+                    # transfers cancelled or failed (resumed ones are planned, so protected).
+                    swept, swept_bytes = await self.store.holdings.sweep_orphans(
+                        self.store.chunks,
+                        self._sweep_next,
+                        protected,
+                        older_than=time.time() - ORPHAN_GRACE_SECONDS,
+                    )
+                    self._sweep_next = (self._sweep_next + 1) % 256
             if freed:
                 self.counters.collected_chunks += freed
                 self.counters.collected_bytes += size
                 log.info("collected %d unreferenced chunks (%d bytes)", freed, size)
+            if swept:
+                self.counters.orphans_removed += swept
+                self.counters.orphan_bytes_removed += swept_bytes
+                log.info("removed %d chunk files no copy needs (%d bytes)", swept, swept_bytes)
 
     def transfers_tasks(self) -> list[TransferTask]:
         return [*self._planned.values(), *self._on_demand.values()]

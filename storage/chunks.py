@@ -87,6 +87,11 @@ class ChunkStore(Protocol):
         """Every stored digest, in ascending byte order."""
         ...
 
+    def digests_under(self, top: int, older_than: float) -> list[bytes]:
+        """The digests whose first byte is `top` (one 1/256 share of the store) of chunks last
+        written before `older_than` (Unix time), in ascending order."""
+        ...
+
     def close(self) -> None:
         """Release what the store holds open; reads may still work, puts do not."""
         ...
@@ -349,6 +354,27 @@ class FileChunkStore:
                 for name in self._hex_entries(os.path.join(top_path, sub), 2 * DIGEST_SIZE):
                     if name.startswith(prefix):
                         yield bytes.fromhex(name)
+
+    def digests_under(self, top: int, older_than: float) -> list[bytes]:
+        if not 0 <= top <= 0xFF:
+            raise ValueError(f"fan-out folder {top} is not 0-255")
+        top_hex = f"{top:02x}"
+        top_path = os.path.join(self._root, top_hex)
+        out: list[bytes] = []
+        for sub in self._hex_entries(top_path, 2):
+            folder = os.path.join(top_path, sub)
+            for name in self._hex_entries(folder, 2 * DIGEST_SIZE):
+                if not name.startswith(top_hex + sub):
+                    continue
+                try:
+                    written = os.stat(os.path.join(folder, name)).st_mtime
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+                except OSError as exc:
+                    raise _translate(exc, f"cannot inspect chunk {name}") from exc
+                if written < older_than:
+                    out.append(bytes.fromhex(name))
+        return out
 
     def _hex_entries(self, path: str, length: int) -> list[str]:
         """Sorted names in `path` that are `length` lowercase hex digits."""

@@ -378,6 +378,29 @@ class HoldingsStore:
         removed = await asyncio.to_thread(_remove_chunks, chunks, doomed)
         return removed, size
 
+    @translate_errors
+    async def sweep_orphans(
+        self, chunks: ChunkStore, top: int, protected: Iterable[bytes], older_than: float
+    ) -> tuple[int, int]:
+        """Delete chunk files in fan-out folder `top` that have no row at all (written by a
+        transfer that was cancelled or failed, so never committed), last written before
+        `older_than` and not `protected`: (files, bytes) removed. The caller keeps commits and
+        ingest out meanwhile (Replication's lock, Store.exclusive("ingest")): a commit checks
+        a chunk's file, then adds its row, and must not lose the file in between."""
+        keep = set(protected)
+        found = await asyncio.to_thread(chunks.digests_under, top, older_than)
+        known: set[bytes] = set()
+        for i in range(0, len(found), _BATCH):
+            part = found[i : i + _BATCH]
+            rows = await self.db.conn.execute_fetchall(
+                f"SELECT digest FROM chunks WHERE digest IN ({','.join('?' * len(part))})", part
+            )
+            known.update(bytes(d) for (d,) in rows)
+        orphans = [d for d in found if d not in known and d not in keep]
+        if not orphans:
+            return 0, 0
+        return await asyncio.to_thread(_remove_sized, chunks, orphans)
+
     # --- this node's own pages ----------------------------------------------------------------
 
     @translate_errors
@@ -456,6 +479,19 @@ def _page_range(pages: int, page: int) -> tuple[int, int]:
     if lo >= 1 << 63:
         lo -= 1 << 64
     return lo, lo + span - 1
+
+
+def _remove_sized(chunks: ChunkStore, digests: Sequence[bytes]) -> tuple[int, int]:
+    removed = size = 0
+    for digest in digests:
+        try:
+            n = chunks.size(digest)
+            if chunks.remove(digest):
+                removed += 1
+                size += n
+        except StorageError:
+            continue  # gone meanwhile, or left for the next sweep
+    return removed, size
 
 
 def _remove_chunks(chunks: ChunkStore, digests: Sequence[bytes]) -> int:

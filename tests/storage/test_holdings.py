@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import secrets
 import sqlite3
@@ -628,6 +629,42 @@ async def test_collect_garbage_removes_unreferenced_chunks_only(
     assert await store.holdings.collect_garbage(store.chunks) == (1, len(b"protected"))
     assert not store.chunks.has(sha(b"protected"))
     assert await store.holdings.collect_garbage(store.chunks) == (0, 0)
+
+
+async def _sweep_all(store: Store, protected: list[bytes], older_than: float) -> tuple[int, int]:
+    removed = size = 0
+    for top in range(256):
+        n, b = await store.holdings.sweep_orphans(store.chunks, top, protected, older_than)
+        removed, size = removed + n, size + b
+    return removed, size
+
+
+async def test_the_sweep_removes_old_chunk_files_no_row_refers_to(
+    store: Store, net: TestNetwork
+) -> None:
+    lib = net.libraries[COUNTY]
+    await own(store, lib, [b"own"])
+    pid, _ = await copied(store, lib, [b"copied"])
+    await store.holdings.drop_copy(pid)  # its row stays (refs 0) until the collector runs
+    # A cancelled transfer's chunks (no row), one of them needed again by a planned transfer,
+    # and one just written.
+    for blob in (b"orphan-1", b"orphan-22", b"replanned", b"fresh"):
+        store.chunks.put(sha(blob), blob)
+    hour_ago = time.time() - 3600
+    for blob in (b"own", b"copied", b"orphan-1", b"orphan-22", b"replanned"):
+        path = store.chunks.root + "/" + sha(blob).hex()[:2] + "/" + sha(blob).hex()[2:4]
+        os.utime(f"{path}/{sha(blob).hex()}", (hour_ago, hour_ago))
+    assert await _sweep_all(store, [sha(b"replanned")], hour_ago + 60) == (2, 8 + 9)
+    for gone in (b"orphan-1", b"orphan-22"):
+        assert not store.chunks.has(sha(gone)), gone
+    for kept in (b"own", b"copied", b"replanned", b"fresh"):
+        assert store.chunks.has(sha(kept)), kept
+    assert await _sweep_all(store, [], hour_ago + 60) == (1, len(b"replanned"))
+    assert await _sweep_all(store, [], time.time() + 60) == (1, len(b"fresh"))
+    assert await _sweep_all(store, [], time.time() + 60) == (0, 0)
+    assert await refs(store, b"own") == 1 and await refs(store, b"copied") == 0
+    with pytest.raises(ValueError, match="0-255"):
+        await store.holdings.sweep_orphans(store.chunks, 256, [], time.time())
 
 
 async def test_collect_garbage_respects_its_limit_and_missing_files(
