@@ -385,7 +385,7 @@ def render(
         for e in events:
             at = dt.datetime.fromtimestamp(e["at_ms"] / 1000, dt.UTC).strftime("%m-%d %H:%M:%S")
             times = f" (×{e['count']})" if e.get("count", 1) > 1 else ""
-            about = e.get("pid") or e.get("node")
+            about = e.get("pid") or e.get("node_name") or e.get("node")
             about_text = f" [{about}]" if about else ""
             out(f"            {at} {e['level']} {e['kind']}{about_text}: {e['message']}{times}")
     return lines

@@ -48,6 +48,7 @@ KINDS = frozenset(
         "copy-complete",
         "copy-dropped",
         "transfer-failed",
+        "transfer-cancelled",
         "corrupt-chunk",
         "policy-changed",
     }

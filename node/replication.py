@@ -142,6 +142,7 @@ class Replication:
             on_complete=self._completed,
             on_peer_fault=self._peer_fault,
             on_failed=self._transfer_failed,
+            on_cancelled=self._transfer_cancelled,
         )
         self.last_plan: Plan | None = None
         self.last_plan_ms: int | None = None
@@ -205,6 +206,16 @@ class Replication:
     def _transfer_failed(self, task: TransferTask, reason: str) -> None:
         # The reason names peers and error codes, never bodies; events bound its length.
         self.peering.events.record("warning", "transfer-failed", reason, pid=task.pid)
+
+    def _transfer_cancelled(self, task: TransferTask, done: int, total: int) -> None:
+        # Not a failure: the plan changed. Said, so a copy that stops part-way is explained.
+        self.peering.events.record(
+            "info",
+            "transfer-cancelled",
+            f"set aside at {done} of {total} bytes: no longer planned here (its holders are"
+            " offline, or the copy is no longer wanted here)",
+            pid=task.pid,
+        )
 
     # --- the service -----------------------------------------------------------------------
 

@@ -322,6 +322,7 @@ class TransferService:
         on_complete: Callable[[TransferTask], Awaitable[None]],
         on_peer_fault: Callable[[str, str], None],
         on_failed: Callable[[TransferTask, str], None] = lambda task, reason: None,
+        on_cancelled: Callable[[TransferTask, int, int], None] = lambda task, done, total: None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = datetime.now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -333,6 +334,7 @@ class TransferService:
         self._on_complete = on_complete
         self._on_peer_fault = on_peer_fault
         self._on_failed = on_failed
+        self._on_cancelled = on_cancelled
         self._clock = clock
         self._wall = wall
         self._sleep = sleep  # waits measured by `clock` (rate limit, holder back-off)
@@ -402,6 +404,7 @@ class TransferService:
             log.info("transfer of %s cancelled: no longer planned", pid)
             self._totals["tasks_cancelled"] += 1
             job.handle.cancel()
+            self._on_cancelled(job.task, job.bytes_done, job.bytes_total)
 
     # -- the background loop ----------------------------------------------------------------------
 

@@ -287,9 +287,11 @@ def add_console_api(app: web.Application, ctx: NodeContext) -> None:
         except ValueError as e:
             raise Problem(400, "bad-query", "Bad events query", f"{e}.") from e
         found = ctx.events.query(q)
+        # Events about a member name it by node id; the console shows its library's name.
+        named = {info["node_id"]: info["name"] for info in _names(ctx).values()}
         return _json(
             {
-                "events": [e.json() for e in found],
+                "events": [e.json() | {"node_name": named.get(e.node or "")} for e in found],
                 "levels": list(LEVELS),
                 "kinds": sorted(KINDS),
                 "counts": ctx.events.counts(),

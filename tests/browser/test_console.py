@@ -356,3 +356,73 @@ def test_an_active_transfer_shows_its_progress_and_rate(
     )
     assert proc.returncode == 0, proc.stderr
     assert re.search(rf"{re.escape(pid)} \(\w+\) \d+ % of 6\.0 MiB at ", proc.stdout), proc.stdout
+
+
+def test_a_copy_whose_holders_all_go_away_is_set_aside_and_said_so(
+    net: Network, page: Any, tmp_path: Path
+) -> None:
+    """The province is part-way through copying a resource when both other holders (the city
+    that made it, the national library) stop: with no one to fetch from, the planner sets the
+    copy aside (not a failure: it resumes when a holder is back). The province's events and
+    `siku status` say so, and its Transfers view no longer shows it running. Both come back
+    after."""
+    province = net[SLOW_NODE]
+    others = [net[CONSOLE_NODE], net["national"]]
+    random_file(tmp_path / "later" / "reel.tif", 8 << 20, seed=8)
+    (pid,) = ingest_csv(
+        net[CONSOLE_NODE].home,
+        tmp_path / "later.csv",
+        [["莫高窟壁画胶片 Mogao murals film", "酒泉市图书馆", "", "open", "later/reel.tif"]],
+    )
+
+    def active() -> dict[str, Any] | None:
+        found = province.admin_json("/admin/api/v1/replication")["transfers"]["active"]
+        return next((a for a in found if a["pid"] == pid), None)
+
+    poll(
+        active,
+        lambda a: a is not None and 0 < a["bytes_done"] < a["bytes_total"],
+        REPLICATE_SECONDS,
+        "the province part-way through copying the 8 MiB resource",
+        interval=0.5,
+        alive=net.alive,
+    )
+    try:
+        for node in others:
+            net.processes.stop(node.home)
+        events = poll(
+            lambda: province.admin_json("/admin/api/v1/events?kind=transfer-cancelled")["events"],
+            lambda found: any(e["pid"] == pid for e in found),
+            REPLICATE_SECONDS,
+            "a transfer-cancelled event at the province",
+            interval=0.5,
+        )
+        (event,) = [e for e in events if e["pid"] == pid]
+        assert event["level"] == "info", event
+        assert re.match(r"set aside at [1-9]\d* of 8388608 bytes: ", event["message"]), event
+        assert active() is None
+
+        _login(page, province)
+        _view(page, "events")
+        row = page.inner_text("#view-events tr[data-kind=transfer-cancelled]")
+        assert "transfer set aside" in row and pid in row, row
+        page.screenshot(path=screenshot_path("events-set-aside"), full_page=True)
+        _view(page, "transfers")
+        assert page.locator(f"#view-transfers tr[data-pid='{pid}']").count() == 0
+
+        proc = subprocess.run(
+            siku_command("status", "--home", str(province.home)),
+            capture_output=True,
+            text=True,
+            env=siku_env(),
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        # Two peers gone: a warning the status lists among the newest ones.
+        assert "WARNING: 2 peers cannot be reached" in proc.stdout, proc.stdout
+        assert "peer-lost" in proc.stdout, proc.stdout
+    finally:
+        for node in others:
+            net.processes.start(node.home)
+        for node in others:
+            poll(node.up, bool, 30, f"{node.key} up again", alive=net.alive)

@@ -4,6 +4,7 @@ network view's pure parts (who is below a node, one node's row from its status).
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -131,13 +132,24 @@ async def test_the_events_route_validates_its_query() -> None:
     events = Events()
     events.record("info", "copy-complete", "preservation copy, 10 bytes", pid="ark:/1/x")
     events.record("warning", "peer-lost", "lost Gansu: timed out", node="Gansu")
+    events.record("warning", "sync-error", "reconcile: timed out", node="gs-node-id")
+    gansu = SimpleNamespace(
+        subject=SimpleNamespace(
+            node_id="gs-node-id", name="甘肃省图书馆", code="gs", tier="provincial", region="62"
+        ),
+        issuer=b"\0" * 32,
+    )
+    authority = SimpleNamespace(subjects=lambda: [b"\1" * 32], certificate=lambda key: gansu)
+    ctx = SimpleNamespace(events=events, sync=SimpleNamespace(authority=authority))
     app = web.Application(middlewares=[problem_middleware])
-    add_console_api(app, cast(NodeContext, type("Ctx", (), {"events": events})()))
+    add_console_api(app, cast(NodeContext, ctx))
     async with TestClient(TestServer(app)) as client:
         resp = await client.get("/admin/api/v1/events?level=warning")
         assert resp.status == 200
         body: dict[str, Any] = await resp.json()
-        assert [e["kind"] for e in body["events"]] == ["peer-lost"]
+        assert [e["kind"] for e in body["events"]] == ["sync-error", "peer-lost"]
+        # A member named by node id gets its library's name beside it; other subjects none.
+        assert [e["node_name"] for e in body["events"]] == ["甘肃省图书馆", None]
         assert set(body["kinds"]) == KINDS and body["counts"]["info"] == 1
         resp = await client.get("/admin/api/v1/events?kind=copy-complete&limit=1")
         (only,) = (await resp.json())["events"]

@@ -174,6 +174,7 @@ class Recorder:
         self.not_durable: list[str] = []
         self.faults: list[tuple[str, str]] = []
         self.failed: list[tuple[str, str]] = []
+        self.cancelled: list[tuple[str, int, int]] = []
 
     async def on_complete(self, t: TransferTask) -> None:
         if not self.sink.holds_durably(t.chunks):
@@ -185,6 +186,9 @@ class Recorder:
 
     def on_failed(self, t: TransferTask, reason: str) -> None:
         self.failed.append((t.pid, reason))
+
+    def on_cancelled(self, t: TransferTask, done: int, total: int) -> None:
+        self.cancelled.append((t.pid, done, total))
 
 
 def service(
@@ -205,6 +209,7 @@ def service(
         on_complete=rec.on_complete,
         on_peer_fault=rec.on_peer_fault,
         on_failed=rec.on_failed,
+        on_cancelled=rec.on_cancelled,
         clock=fake_time.clock if fake_time else time.monotonic,
         sleep=fake_time.sleep if fake_time else asyncio.sleep,
     )
@@ -453,6 +458,7 @@ async def test_set_plan_cancels_unwanted_and_keeps_wanted() -> None:
         await until(lambda: [a["pid"] for a in svc.status()["active"]] == ["p2"])
         assert source.cancelled == 1
         assert svc.status()["totals"]["tasks_cancelled"] == 1
+        assert rec.cancelled == [("p1", 0, 10 * 4096)]  # said, with how far it had got
         gate.set()
         await until(lambda: bool(rec.completed))
         await asyncio.sleep(0.05)

@@ -442,7 +442,7 @@
         ["events.time", function (x) { return h("span", { title: when(x.first_ms) }, when(x.at_ms)); }],
         ["events.level", function (x) { return badge(x.level === "info" ? "info" : x.level, t("level." + x.level)); }],
         ["events.kind", function (x) { return word("kind", x.kind); }],
-        ["events.about", function (x) { return x.pid ? resourceLink(x.pid) : (x.node || ""); }],
+        ["events.about", function (x) { return x.pid ? resourceLink(x.pid) : (x.node_name || x.node || ""); }],
         ["events.message", function (x) { return x.message; }],
         ["events.count", function (x) { return num(x.count); }, "num"],
       ], e.events, "events.none", function (x) { return { "data-kind": x.kind, "data-level": x.level }; }));
