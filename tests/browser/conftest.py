@@ -5,6 +5,7 @@ Playwright (never a browser Playwright downloads) to look at the city's admin co
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from node.demo import NodeSpec, Processes, build_network
 from node.keys import load_identity
-from tests.conftest import ROOT
+from tests.conftest import ROOT, siku_command, siku_env
 from tests.integration.replication_helpers import edit_toml, ingest_csv, random_file
 from tests.integration.sync_helpers import Node, poll
 from tests.peer_helpers import free_port_pair
@@ -126,3 +127,16 @@ def browser() -> Iterator[Any]:
 
 def screenshot_path(name: str) -> Path:
     return ARTIFACTS / f"{name}.png"
+
+
+def siku_status(node: Node, *args: str) -> str:
+    """`siku status --home NODE ARGS…` as a person would run it: its output (it must succeed)."""
+    proc = subprocess.run(
+        siku_command("status", "--home", str(node.home), *args),
+        capture_output=True,
+        text=True,
+        env=siku_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

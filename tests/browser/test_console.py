@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,8 +24,8 @@ from tests.browser.conftest import (
     TITLES,
     Network,
     screenshot_path,
+    siku_status,
 )
-from tests.conftest import siku_command, siku_env
 from tests.integration.replication_helpers import ingest_csv, random_file
 from tests.integration.sync_helpers import poll
 
@@ -308,32 +307,42 @@ def test_events_and_network_at_the_national_library(net: Network, page: Any) -> 
     page.click("#lang")  # back to English for the next test's login
 
 
+def _active_at(node: Any, pid: str) -> dict[str, Any] | None:
+    found = node.admin_json("/admin/api/v1/replication")["transfers"]["active"]
+    return next((a for a in found if a["pid"] == pid), None)
+
+
+def _copying_at_the_province(
+    net: Network, tmp_path: Path, title: str, mib: int, seed: int
+) -> tuple[str, dict[str, Any]]:
+    """Ingest a `mib` MiB resource at the city; wait until the province (1 Mbit/s) is part-way
+    through copying it: its pid and the active transfer."""
+    name = f"r{seed}"
+    random_file(tmp_path / name / "reel.tif", mib << 20, seed=seed)
+    (pid,) = ingest_csv(
+        net[CONSOLE_NODE].home,
+        tmp_path / f"{name}.csv",
+        [[title, "酒泉市图书馆", "", "open", f"{name}/reel.tif"]],
+    )
+    job = poll(
+        lambda: _active_at(net[SLOW_NODE], pid),
+        lambda a: a is not None and 0 < a["bytes_done"] < a["bytes_total"],
+        REPLICATE_SECONDS,
+        f"the province part-way through copying the {mib} MiB resource",
+        interval=0.5,
+        alive=net.alive,
+    )
+    assert job is not None and job["bytes_total"] == mib << 20
+    return pid, job
+
+
 def test_an_active_transfer_shows_its_progress_and_rate(
     net: Network, page: Any, tmp_path: Path
 ) -> None:
     """A 6 MiB resource ingested at the city is copied to the province at its 1 Mbit/s limit
     (about 50 s): the province's Transfers view shows it mid-way, with progress and a rate."""
     province = net[SLOW_NODE]
-    random_file(tmp_path / "big" / "reel.tif", 6 << 20, seed=7)
-    (pid,) = ingest_csv(
-        net[CONSOLE_NODE].home,
-        tmp_path / "big.csv",
-        [["敦煌遗书缩微胶卷 Dunhuang microfilm", "酒泉市图书馆", "", "open", "big/reel.tif"]],
-    )
-
-    def active() -> dict[str, Any] | None:
-        found = province.admin_json("/admin/api/v1/replication")["transfers"]["active"]
-        return next((a for a in found if a["pid"] == pid), None)
-
-    job = poll(
-        active,
-        lambda a: a is not None and 0 < a["bytes_done"] < a["bytes_total"],
-        REPLICATE_SECONDS,
-        "the province part-way through copying the 6 MiB resource",
-        interval=0.5,
-        alive=net.alive,
-    )
-    assert job is not None and job["bytes_total"] == 6 << 20
+    pid, _ = _copying_at_the_province(net, tmp_path, "敦煌遗书缩微胶卷 Dunhuang microfilm", 6, 7)
 
     _login(page, province)
     _view(page, "transfers")
@@ -347,15 +356,8 @@ def test_an_active_transfer_shows_its_progress_and_rate(
     assert "122.1 KiB/s" in window, window  # the 1 Mbit/s limit in force, as configured
     page.screenshot(path=screenshot_path("transfers-active"), full_page=True)
     # siku status says the same in a terminal.
-    proc = subprocess.run(
-        siku_command("status", "--home", str(province.home)),
-        capture_output=True,
-        text=True,
-        env=siku_env(),
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(rf"{re.escape(pid)} \(\w+\) \d+ % of 6\.0 MiB at ", proc.stdout), proc.stdout
+    out = siku_status(province)
+    assert re.search(rf"{re.escape(pid)} \(\w+\) \d+ % of 6\.0 MiB at ", out), out
 
 
 def test_a_copy_whose_holders_all_go_away_is_set_aside_and_said_so(
@@ -368,25 +370,7 @@ def test_a_copy_whose_holders_all_go_away_is_set_aside_and_said_so(
     after."""
     province = net[SLOW_NODE]
     others = [net[CONSOLE_NODE], net["national"]]
-    random_file(tmp_path / "later" / "reel.tif", 8 << 20, seed=8)
-    (pid,) = ingest_csv(
-        net[CONSOLE_NODE].home,
-        tmp_path / "later.csv",
-        [["莫高窟壁画胶片 Mogao murals film", "酒泉市图书馆", "", "open", "later/reel.tif"]],
-    )
-
-    def active() -> dict[str, Any] | None:
-        found = province.admin_json("/admin/api/v1/replication")["transfers"]["active"]
-        return next((a for a in found if a["pid"] == pid), None)
-
-    poll(
-        active,
-        lambda a: a is not None and 0 < a["bytes_done"] < a["bytes_total"],
-        REPLICATE_SECONDS,
-        "the province part-way through copying the 8 MiB resource",
-        interval=0.5,
-        alive=net.alive,
-    )
+    pid, _ = _copying_at_the_province(net, tmp_path, "莫高窟壁画胶片 Mogao murals film", 8, 8)
     try:
         for node in others:
             net.processes.stop(node.home)
@@ -400,7 +384,7 @@ def test_a_copy_whose_holders_all_go_away_is_set_aside_and_said_so(
         (event,) = [e for e in events if e["pid"] == pid]
         assert event["level"] == "info", event
         assert re.match(r"set aside at [1-9]\d* of 8388608 bytes: ", event["message"]), event
-        assert active() is None
+        assert _active_at(province, pid) is None
 
         _login(page, province)
         _view(page, "events")
@@ -410,17 +394,10 @@ def test_a_copy_whose_holders_all_go_away_is_set_aside_and_said_so(
         _view(page, "transfers")
         assert page.locator(f"#view-transfers tr[data-pid='{pid}']").count() == 0
 
-        proc = subprocess.run(
-            siku_command("status", "--home", str(province.home)),
-            capture_output=True,
-            text=True,
-            env=siku_env(),
-            timeout=60,
-        )
-        assert proc.returncode == 0, proc.stderr
-        # Two peers gone: a warning the status lists among the newest ones.
-        assert "WARNING: 2 peers cannot be reached" in proc.stdout, proc.stdout
-        assert "peer-lost" in proc.stdout, proc.stdout
+        out = siku_status(province)
+        # Both peers gone: an alert, and peer-lost among the newest warnings.
+        assert "WARNING: 2 peers cannot be reached" in out, out
+        assert "peer-lost" in out, out
     finally:
         for node in others:
             net.processes.start(node.home)

@@ -6,27 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pytest
 
-from tests.browser.conftest import CONSOLE_NODE, REPLICATE_SECONDS, Network
-from tests.conftest import siku_command, siku_env
-from tests.integration.sync_helpers import Node, poll
+from tests.browser.conftest import CONSOLE_NODE, REPLICATE_SECONDS, Network, siku_status
+from tests.integration.sync_helpers import poll
 
 pytestmark = pytest.mark.slow
-
-
-def _status(node: Node, *args: str) -> str:
-    proc = subprocess.run(
-        siku_command("status", "--home", str(node.home), *args),
-        capture_output=True,
-        text=True,
-        env=siku_env(),
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def test_status_at_the_national_library_lists_the_nodes_below(net: Network) -> None:
@@ -40,7 +26,7 @@ def test_status_at_the_national_library_lists_the_nodes_below(net: Network) -> N
         interval=0.5,
         alive=net.alive,
     )
-    text = _status(national, "--network")
+    text = siku_status(national, "--network")
     lines = text.splitlines()
     assert lines[0].startswith(national.spec.name), text
     (below,) = [ln for ln in lines if ln.startswith("  below ")]
@@ -54,10 +40,10 @@ def test_status_at_the_national_library_lists_the_nodes_below(net: Network) -> N
     assert any(ln.startswith("  health ") for ln in lines), text
     # Without --network: the same summary (which nodes need attention is tested in
     # tests/node/test_cli_status.py; here all may be healthy or, for a moment, behind).
-    quiet = _status(national).splitlines()
+    quiet = siku_status(national).splitlines()
     assert [ln for ln in quiet if ln.startswith("  below ")] == [below]
 
-    shown = json.loads(_status(national, "--json"))
+    shown = json.loads(siku_status(national, "--json"))
     assert {n["node_id"] for n in shown["below"]} == {n.node_id for n in others}
     assert isinstance(shown["alerts"], list) and "recent_events" in shown
 
@@ -66,13 +52,13 @@ def test_status_at_the_city_names_its_parent(net: Network) -> None:
     city = net[CONSOLE_NODE]
     parent = net[str(city.spec.parent)]
     poll(
-        lambda: _status(city),
+        lambda: siku_status(city),
         lambda out: f"  parent    {parent.spec.name} (connected)" in out,
         REPLICATE_SECONDS,
         "the city's status naming its connected parent",
         interval=1.0,
         alive=net.alive,
     )
-    shown = json.loads(_status(city, "--json"))
+    shown = json.loads(siku_status(city, "--json"))
     assert shown["parent_node"]["node_id"] == parent.node_id
     assert shown["below"] == []  # a city has no library below it in this network
