@@ -83,10 +83,11 @@ PUBLISH_DELAY_SECONDS = 1.0
 DIRTY_POLL_SECONDS = 5.0  # changes to this node's holdings are gathered this long
 SETTLE_SECONDS = 2.0  # a plan is made this soon after the catalogue or holdings change
 GC_BATCH = 10_000
-# A chunk file no row refers to is removed once this old: a transfer that might still commit
-# it is planned (its chunks protected) and a commit or ingest never runs during a sweep; the
-# hour is a margin on top.
-ORPHAN_GRACE_SECONDS = 3600.0
+# A chunk file no row refers to is removed once it has not been written or needed for this
+# long. A transfer in the current plan protects its chunks outright, and a transfer that
+# starts or resumes touches the ones it finds; a copy wanted but not queued (no holder online,
+# the queue full) can still lose chunks fetched over a day ago, and fetch them again.
+ORPHAN_GRACE_SECONDS = 24 * 3600.0
 MAX_ON_DEMAND = 64  # resources readers started that are being fetched into the cache at once
 MAX_STREAMS = 16  # reader downloads streamed from other nodes at once
 PLAN_SHARE = 10.0  # rounds triggered by changes come at most every PLAN_SHARE × a round's time
@@ -207,13 +208,14 @@ class Replication:
         # The reason names peers and error codes, never bodies; events bound its length.
         self.peering.events.record("warning", "transfer-failed", reason, pid=task.pid)
 
-    def _transfer_cancelled(self, task: TransferTask, done: int, total: int) -> None:
+    def _transfer_cancelled(self, task: TransferTask, done: int, total: int, reason: str) -> None:
         # Not a failure: the plan changed. Said, so a copy that stops part-way is explained.
+        if reason == "no longer planned here":
+            reason += " (its holders are offline, or the copy is no longer wanted here)"
         self.peering.events.record(
             "info",
             "transfer-cancelled",
-            f"set aside at {done} of {total} bytes: no longer planned here (its holders are"
-            " offline, or the copy is no longer wanted here)",
+            f"set aside at {done} of {total} bytes: {reason}",
             pid=task.pid,
         )
 
@@ -439,14 +441,18 @@ class Replication:
                         self.store.chunks, protected, GC_BATCH
                     )
                     # One of the 256 chunk folders a round: files no row refers to, left by
-                    # transfers cancelled or failed (resumed ones are planned, so protected).
-                    swept, swept_bytes = await self.store.holdings.sweep_orphans(
-                        self.store.chunks,
-                        self._sweep_next,
-                        protected,
-                        older_than=time.time() - ORPHAN_GRACE_SECONDS,
-                    )
-                    self._sweep_next = (self._sweep_next + 1) % 256
+                    # transfers cancelled or failed. A folder that cannot be read is logged
+                    # and passed over: it must not stop planning.
+                    folder, self._sweep_next = self._sweep_next, (self._sweep_next + 1) % 256
+                    try:
+                        swept, swept_bytes = await self.store.holdings.sweep_orphans(
+                            self.store.chunks,
+                            folder,
+                            protected,
+                            older_than=time.time() - ORPHAN_GRACE_SECONDS,
+                        )
+                    except StorageError as e:
+                        log.warning("orphan sweep of chunk folder %02x failed: %s", folder, e)
             if freed:
                 self.counters.collected_chunks += freed
                 self.counters.collected_bytes += size

@@ -89,7 +89,12 @@ class ChunkStore(Protocol):
 
     def digests_under(self, top: int, older_than: float) -> list[bytes]:
         """The digests whose first byte is `top` (one 1/256 share of the store) of chunks last
-        written before `older_than` (Unix time), in ascending order."""
+        written or touched before `older_than` (Unix time), in ascending order."""
+        ...
+
+    def touch(self, digest: bytes) -> None:
+        """Mark a stored chunk as needed now (its modified time), so the orphan sweep, which
+        spares recently needed files, leaves it; nothing if it is not stored."""
         ...
 
     def close(self) -> None:
@@ -376,6 +381,15 @@ class FileChunkStore:
                     out.append(bytes.fromhex(name))
         return out
 
+    def touch(self, digest: bytes) -> None:
+        hexdigest = _check_digest(digest)
+        try:
+            os.utime(self._path(hexdigest))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _translate(exc, f"cannot touch chunk {hexdigest}") from exc
+
     def _hex_entries(self, path: str, length: int) -> list[str]:
         """Sorted names in `path` that are `length` lowercase hex digits."""
         try:
@@ -482,6 +496,11 @@ class FileChunkStore:
             os.close(fd)
         if not same:
             self._quarantine_file(hexdigest, final, stat)
+        else:
+            # Needed again (an ingest or a transfer storing the same bytes): the orphan sweep
+            # counts its grace from now.
+            with contextlib.suppress(OSError):
+                os.utime(final)
         return same
 
     def _write_new(self, hexdigest: str, view: memoryview, final: str) -> bool:

@@ -25,13 +25,18 @@ class StoreChunkSink:
             if not verify:
                 if not self._chunks.has(digest):
                     out.append(digest)
-                continue
-            try:
-                # `get` re-hashes, and quarantines a damaged chunk so that a fresh copy can
-                # take its place.
-                self._chunks.get(digest)
-            except (ChunkNotFoundError, IntegrityError):
-                out.append(digest)
+                    continue
+            else:
+                try:
+                    # `get` re-hashes, and quarantines a damaged chunk so that a fresh copy
+                    # can take its place.
+                    self._chunks.get(digest)
+                except (ChunkNotFoundError, IntegrityError):
+                    out.append(digest)
+                    continue
+            # Present, and a transfer counts on it: the orphan sweep must not take it before
+            # the copy is committed (it spares files touched within its grace).
+            self._chunks.touch(digest)
         return out
 
     async def put(self, chunks: Sequence[tuple[bytes, bytes]]) -> None:

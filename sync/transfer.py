@@ -322,7 +322,7 @@ class TransferService:
         on_complete: Callable[[TransferTask], Awaitable[None]],
         on_peer_fault: Callable[[str, str], None],
         on_failed: Callable[[TransferTask, str], None] = lambda task, reason: None,
-        on_cancelled: Callable[[TransferTask, int, int], None] = lambda task, done, total: None,
+        on_cancelled: Callable[[TransferTask, int, int, str], None] = lambda *_: None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = datetime.now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -391,20 +391,20 @@ class TransferService:
                     job.task = task
             else:
                 entry = _Entry(task, order)
-                self._cancel(task.pid)
+                self._cancel(task.pid, "restarted: the resource's content changed")
             plan[task.pid] = entry
         for pid in self._plan.keys() - plan.keys():
-            self._cancel(pid)
+            self._cancel(pid, "no longer planned here")
         self._plan = plan
         self._wake.set()
 
-    def _cancel(self, pid: str) -> None:
+    def _cancel(self, pid: str, reason: str) -> None:
         job = self._active.get(pid)
         if job is not None and job.handle is not None and not job.finishing:
-            log.info("transfer of %s cancelled: no longer planned", pid)
+            log.info("transfer of %s cancelled: %s", pid, reason)
             self._totals["tasks_cancelled"] += 1
             job.handle.cancel()
-            self._on_cancelled(job.task, job.bytes_done, job.bytes_total)
+            self._on_cancelled(job.task, job.bytes_done, job.bytes_total, reason)
 
     # -- the background loop ----------------------------------------------------------------------
 

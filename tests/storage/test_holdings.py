@@ -654,13 +654,24 @@ async def test_the_sweep_removes_old_chunk_files_no_row_refers_to(
     for blob in (b"own", b"copied", b"orphan-1", b"orphan-22", b"replanned"):
         path = store.chunks.root + "/" + sha(blob).hex()[:2] + "/" + sha(blob).hex()[2:4]
         os.utime(f"{path}/{sha(blob).hex()}", (hour_ago, hour_ago))
+    # Needed again since: touched by a transfer that found it, or stored again.
+    for blob in (b"again-touched", b"again-stored"):
+        store.chunks.put(sha(blob), blob)
+        path = store.chunks.root + "/" + sha(blob).hex()[:2] + "/" + sha(blob).hex()[2:4]
+        os.utime(f"{path}/{sha(blob).hex()}", (hour_ago, hour_ago))
+    store.chunks.touch(sha(b"again-touched"))
+    store.chunks.put(sha(b"again-stored"), b"again-stored")
+    store.chunks.touch(sha(b"never-stored"))  # nothing to touch: no error, no file
     assert await _sweep_all(store, [sha(b"replanned")], hour_ago + 60) == (2, 8 + 9)
-    for gone in (b"orphan-1", b"orphan-22"):
+    for gone in (b"orphan-1", b"orphan-22", b"never-stored"):
         assert not store.chunks.has(sha(gone)), gone
-    for kept in (b"own", b"copied", b"replanned", b"fresh"):
+    for kept in (b"own", b"copied", b"replanned", b"fresh", b"again-touched", b"again-stored"):
         assert store.chunks.has(sha(kept)), kept
     assert await _sweep_all(store, [], hour_ago + 60) == (1, len(b"replanned"))
-    assert await _sweep_all(store, [], time.time() + 60) == (1, len(b"fresh"))
+    assert await _sweep_all(store, [], time.time() + 60) == (
+        3,
+        len(b"fresh") + len(b"again-touched") + len(b"again-stored"),
+    )
     assert await _sweep_all(store, [], time.time() + 60) == (0, 0)
     assert await refs(store, b"own") == 1 and await refs(store, b"copied") == 0
     with pytest.raises(ValueError, match="0-255"):

@@ -174,7 +174,7 @@ class Recorder:
         self.not_durable: list[str] = []
         self.faults: list[tuple[str, str]] = []
         self.failed: list[tuple[str, str]] = []
-        self.cancelled: list[tuple[str, int, int]] = []
+        self.cancelled: list[tuple[str, int, int, str]] = []
 
     async def on_complete(self, t: TransferTask) -> None:
         if not self.sink.holds_durably(t.chunks):
@@ -187,8 +187,8 @@ class Recorder:
     def on_failed(self, t: TransferTask, reason: str) -> None:
         self.failed.append((t.pid, reason))
 
-    def on_cancelled(self, t: TransferTask, done: int, total: int) -> None:
-        self.cancelled.append((t.pid, done, total))
+    def on_cancelled(self, t: TransferTask, done: int, total: int, reason: str) -> None:
+        self.cancelled.append((t.pid, done, total, reason))
 
 
 def service(
@@ -440,6 +440,24 @@ async def test_restart_resumes_with_what_is_missing_and_refetches_damage() -> No
     assert st == []
 
 
+async def test_a_task_whose_content_changed_restarts_and_says_why() -> None:
+    old_refs, old_blobs = make_content([4096] * 4)
+    new_refs, new_blobs = make_content([4096] * 6)
+    gate = asyncio.Event()
+    source = FakeSource({"A": Holder(old_blobs | new_blobs, gate=gate)})
+    sink = FakeSink()
+    rec = Recorder(sink)
+    svc = service(source, sink, rec)
+    async with running(svc):
+        svc.set_plan([task("p1", old_refs, ["A"])])
+        await until(lambda: source.in_flight == 1)
+        svc.set_plan([task("p1", new_refs, ["A"])])  # a new version of the record
+        gate.set()
+        await until(lambda: bool(rec.completed))
+    assert rec.cancelled == [("p1", 0, 4 * 4096, "restarted: the resource's content changed")]
+    assert [t.chunks for t in rec.completed] == [new_refs]
+
+
 async def test_set_plan_cancels_unwanted_and_keeps_wanted() -> None:
     refs1, blobs1 = make_content([4096] * 10)
     refs2, blobs2 = make_content([4096] * 10)
@@ -458,7 +476,8 @@ async def test_set_plan_cancels_unwanted_and_keeps_wanted() -> None:
         await until(lambda: [a["pid"] for a in svc.status()["active"]] == ["p2"])
         assert source.cancelled == 1
         assert svc.status()["totals"]["tasks_cancelled"] == 1
-        assert rec.cancelled == [("p1", 0, 10 * 4096)]  # said, with how far it had got
+        # Said, with how far it had got and why.
+        assert rec.cancelled == [("p1", 0, 10 * 4096, "no longer planned here")]
         gate.set()
         await until(lambda: bool(rec.completed))
         await asyncio.sleep(0.05)
