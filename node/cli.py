@@ -436,6 +436,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _out(f"  API        {c.listen.url()}/api/v1/search?q=dunhuang")
         _out(f"  peers      .venv/bin/siku peers --home {root / 'national'}")
         _out(f"  status     .venv/bin/siku status --home {county}")
+        token = root / "national" / "keys" / "admin.token"
+        admin = national.admin_listen.url()
+        _out(f"  console    {admin}/   (sign in with the token in {token})")
+        _out(f"  network    .venv/bin/siku status --network --home {root / 'national'}")
+        _out(f'  metrics    curl -H "Authorization: Bearer $(cat {token})" {admin}/metrics')
         _out("Press Ctrl-C to stop all four.")
         sys.stdout.flush()
         try:
