@@ -66,6 +66,7 @@ from sync.placement import (
     plan,
 )
 from sync.transfer import (
+    CANCELLED_UNPLANNED,
     PRIORITY_NAMES,
     TransferError,
     TransferService,
@@ -210,7 +211,7 @@ class Replication:
 
     def _transfer_cancelled(self, task: TransferTask, done: int, total: int, reason: str) -> None:
         # Not a failure: the plan changed. Said, so a copy that stops part-way is explained.
-        if reason == "no longer planned here":
+        if reason == CANCELLED_UNPLANNED:
             reason += " (its holders are offline, or the copy is no longer wanted here)"
         self.peering.events.record(
             "info",

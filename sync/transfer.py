@@ -45,6 +45,8 @@ from sync.windows import Window, in_windows, next_start
 
 __all__ = [
     "CACHE",
+    "CANCELLED_CHANGED",
+    "CANCELLED_UNPLANNED",
     "PRESERVATION",
     "PRIORITY_NAMES",
     "REPAIR",
@@ -64,6 +66,9 @@ log = logging.getLogger(__name__)
 REPAIR, PRESERVATION, SUBSCRIPTION, CACHE = 0, 1, 2, 3
 PRIORITY_NAMES = ("repair", "preservation", "subscription", "cache")
 MAX_FAILURES_KEPT = 100  # recent task failures shown by status()
+# Why a running transfer was cancelled (TransferService's on_cancelled says which).
+CANCELLED_UNPLANNED = "no longer planned here"
+CANCELLED_CHANGED = "restarted: the resource's content changed"
 MAX_FAULT_PEERS = 1_024  # peers whose fault counts status() keeps
 MISSING_SLICE = 16_384  # digests per sink.missing call
 INLINE_VERIFY_BYTES = 256 << 10  # smaller answers are hashed on the loop (a thread hop costs more)
@@ -391,10 +396,10 @@ class TransferService:
                     job.task = task
             else:
                 entry = _Entry(task, order)
-                self._cancel(task.pid, "restarted: the resource's content changed")
+                self._cancel(task.pid, CANCELLED_CHANGED)
             plan[task.pid] = entry
         for pid in self._plan.keys() - plan.keys():
-            self._cancel(pid, "no longer planned here")
+            self._cancel(pid, CANCELLED_UNPLANNED)
         self._plan = plan
         self._wake.set()
 

@@ -20,6 +20,7 @@ from protocol.records import CHUNK_SIZE, ChunkRef
 from sync.engine import TransportError
 from sync.transfer import (
     CACHE,
+    CANCELLED_UNPLANNED,
     PRESERVATION,
     REPAIR,
     SUBSCRIPTION,
@@ -477,7 +478,7 @@ async def test_set_plan_cancels_unwanted_and_keeps_wanted() -> None:
         assert source.cancelled == 1
         assert svc.status()["totals"]["tasks_cancelled"] == 1
         # Said, with how far it had got and why.
-        assert rec.cancelled == [("p1", 0, 10 * 4096, "no longer planned here")]
+        assert rec.cancelled == [("p1", 0, 10 * 4096, CANCELLED_UNPLANNED)]
         gate.set()
         await until(lambda: bool(rec.completed))
         await asyncio.sleep(0.05)
