@@ -263,13 +263,17 @@ class FileChunkStore:
     # -- reading -----------------------------------------------------------------------------
 
     def has(self, digest: bytes) -> bool:
+        return self._on_file(digest, os.stat, "look up")
+
+    def _on_file(self, digest: bytes, op: Callable[[str], object], what: str) -> bool:
+        """`op` on the chunk's file: False if there is none, StorageError if `op` fails."""
         hexdigest = _check_digest(digest)
         try:
-            os.stat(self._path(hexdigest))
+            op(self._path(hexdigest))
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise _translate(exc, f"cannot look up chunk {hexdigest}") from exc
+            raise _translate(exc, f"cannot {what} chunk {hexdigest}") from exc
         return True
 
     def size(self, digest: bytes) -> int:
@@ -382,13 +386,7 @@ class FileChunkStore:
         return out
 
     def touch(self, digest: bytes) -> None:
-        hexdigest = _check_digest(digest)
-        try:
-            os.utime(self._path(hexdigest))
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise _translate(exc, f"cannot touch chunk {hexdigest}") from exc
+        self._on_file(digest, os.utime, "touch")
 
     def _hex_entries(self, path: str, length: int) -> list[str]:
         """Sorted names in `path` that are `length` lowercase hex digits."""
@@ -468,14 +466,7 @@ class FileChunkStore:
                     os.unlink(temp)
 
     def remove(self, digest: bytes) -> bool:
-        hexdigest = _check_digest(digest)
-        try:
-            os.unlink(self._path(hexdigest))
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise _translate(exc, f"cannot remove chunk {hexdigest}") from exc
-        return True
+        return self._on_file(digest, os.unlink, "remove")
 
     def _holds(self, hexdigest: str, final: str, view: memoryview) -> bool:
         """True if `final` already holds exactly these bytes. A stored chunk that differs
